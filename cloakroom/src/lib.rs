@@ -1,0 +1,63 @@
+//! # cloakroom
+//!
+//! Server-side sessions for tower and axum. A cloakroom keeps your coat and hands you a ticket:
+//! the server keeps each visitor's data, the browser holds only a signed, opaque ticket.
+//!
+//! - [`Session`]: the handle handlers use (`get`, `insert`, `flash`, `cycle_id`, `destroy`, …).
+//! - [`SessionLayer`]: the tower layer that loads sessions lazily and persists what changed.
+//! - [`Store`]: the contract every store fulfils; [`MemoryStore`] is the in-process one.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use cloakroom::{Key, MemoryStore, Session, SessionLayer};
+//!
+//! async fn visits(session: Session) -> Result<String, cloakroom::Error> {
+//!     let n: u64 = session.get_or("visits", 0)? + 1;
+//!     session.insert("visits", n)?;
+//!     Ok(format!("You have visited {n} times"))
+//! }
+//!
+//! let layer = SessionLayer::builder(MemoryStore::default())
+//!     .key(Key::from_secret(b"load me from your secret manager, 32+ bytes").unwrap())
+//!     .build()
+//!     .unwrap();
+//! let app: Router = Router::new().route("/", get(visits)).layer(layer);
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod cookie;
+mod error;
+#[cfg(feature = "axum")]
+mod extract;
+mod key;
+mod layer;
+mod record;
+mod session;
+mod store;
+mod ticket;
+mod time;
+
+/// The stores that ship with cloakroom, each behind its cargo feature.
+pub mod stores {
+    #[cfg(feature = "memory")]
+    pub mod memory;
+}
+
+pub use config::{
+    DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_DATA_BYTES, SessionLayerBuilder,
+};
+pub use cookie::{CookieConfig, SameSite};
+pub use error::{Error, StoreError};
+#[cfg(feature = "axum")]
+pub use extract::SessionRejection;
+pub use key::{Key, KeyRing, MIN_SECRET_BYTES};
+pub use layer::{LazySession, LoadError, SessionLayer, SessionService};
+pub use record::{Data, Patch, Record};
+pub use session::{Flash, Session};
+pub use store::Store;
+#[cfg(feature = "memory")]
+pub use stores::memory::MemoryStore;
+pub use ticket::SessionHash;
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};

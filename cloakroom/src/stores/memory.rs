@@ -1,0 +1,321 @@
+//! An in-process store: for tests and single-process apps.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+
+use async_trait::async_trait;
+use parking_lot::RwLock;
+
+use crate::error::StoreError;
+use crate::record::{Patch, Record};
+use crate::store::Store;
+use crate::ticket::SessionHash;
+use crate::time::Timestamp;
+
+const SHARDS: usize = 64;
+/// Default bound on the number of stored sessions.
+pub const DEFAULT_CAPACITY: usize = 1_000_000;
+
+type Sessions = HashMap<SessionHash, Record, BuildHasherDefault<PrefixHasher>>;
+
+/// Keeps sessions in this process's memory; they are gone when it exits.
+///
+/// Lock-sharded (64 shards, each behind its own lock) so concurrent requests rarely wait for one
+/// another, and bounded: when a shard is full, its expired sessions are dropped first, then the
+/// one closest to expiry (logged as a warning, because it logs someone out).
+///
+/// ```
+/// use cloakroom::MemoryStore;
+///
+/// let store = MemoryStore::with_capacity(10_000);
+/// ```
+#[derive(Debug)]
+pub struct MemoryStore {
+    shards: Box<[RwLock<Sessions>]>,
+    users: Box<[RwLock<HashMap<String, HashSet<SessionHash>>>]>,
+    user_hasher: RandomState,
+    shard_capacity: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_CAPACITY)
+    }
+}
+
+impl MemoryStore {
+    /// A store that holds at most about `capacity` sessions (rounded up to a multiple of 64).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            users: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            user_hasher: RandomState::new(),
+            shard_capacity: capacity.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    fn shard_index(hash: &SessionHash) -> usize {
+        // Hashes are SHA-256 output: any byte is uniformly distributed. The map uses the first
+        // eight, the shard choice the last.
+        usize::from(hash.as_bytes()[31]) % SHARDS
+    }
+
+    fn shard(&self, hash: &SessionHash) -> &RwLock<Sessions> {
+        &self.shards[Self::shard_index(hash)]
+    }
+
+    fn user_shard(&self, user_id: &str) -> &RwLock<HashMap<String, HashSet<SessionHash>>> {
+        let index = self.user_hasher.hash_one(user_id) as usize % SHARDS;
+        &self.users[index]
+    }
+
+    fn index(&self, user_id: Option<&str>, hash: SessionHash) {
+        if let Some(user_id) = user_id {
+            self.user_shard(user_id)
+                .write()
+                .entry(user_id.to_owned())
+                .or_default()
+                .insert(hash);
+        }
+    }
+
+    fn unindex(&self, user_id: Option<&str>, hash: &SessionHash) {
+        if let Some(user_id) = user_id {
+            let mut users = self.user_shard(user_id).write();
+            if let Some(set) = users.get_mut(user_id) {
+                set.remove(hash);
+                if set.is_empty() {
+                    users.remove(user_id);
+                }
+            }
+        }
+    }
+
+    /// Makes room in a full shard; returns the records dropped (to unindex them).
+    fn evict(&self, sessions: &mut Sessions, now: Timestamp) -> Vec<(SessionHash, Record)> {
+        let expired: Vec<SessionHash> = sessions
+            .iter()
+            .filter(|(_, r)| !r.is_live(now))
+            .map(|(h, _)| *h)
+            .collect();
+        let mut dropped: Vec<_> = expired
+            .iter()
+            .filter_map(|h| sessions.remove_entry(h))
+            .collect();
+        if sessions.len() >= self.shard_capacity
+            && let Some(soonest) = sessions
+                .iter()
+                .min_by_key(|(_, r)| r.expires_at)
+                .map(|(h, _)| *h)
+            && let Some(entry) = sessions.remove_entry(&soonest)
+        {
+            tracing::warn!(
+                session = %soonest.short(),
+                "cloakroom: memory store full; dropped the live session closest to expiry \
+                 (raise MemoryStore::with_capacity)"
+            );
+            dropped.push(entry);
+        }
+        dropped
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn create(&self, hash: &SessionHash, record: &Record) -> Result<(), StoreError> {
+        let now = record.created_at;
+        let mut dropped = Vec::new();
+        {
+            let mut sessions = self.shard(hash).write();
+            if sessions.get(hash).is_some_and(|r| r.is_live(now)) {
+                return Err(StoreError::Collision);
+            }
+            if sessions.len() >= self.shard_capacity {
+                dropped = self.evict(&mut sessions, now);
+            }
+            if let Some(old) = sessions.insert(*hash, record.clone()) {
+                dropped.push((*hash, old));
+            }
+        }
+        for (old_hash, old) in &dropped {
+            self.unindex(old.user_id.as_deref(), old_hash);
+        }
+        self.index(record.user_id.as_deref(), *hash);
+        Ok(())
+    }
+
+    async fn load(&self, hash: &SessionHash, now: Timestamp) -> Result<Option<Record>, StoreError> {
+        Ok(self
+            .shard(hash)
+            .read()
+            .get(hash)
+            .filter(|r| r.is_live(now))
+            .cloned())
+    }
+
+    async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
+        let user_change = {
+            let mut sessions = self.shard(hash).write();
+            let Some(record) = sessions
+                .get_mut(hash)
+                .filter(|r| r.is_live(patch.updated_at))
+            else {
+                return Ok(false);
+            };
+            let old_user = record.user_id.clone();
+            patch.apply_to(record);
+            (old_user != record.user_id).then(|| (old_user, record.user_id.clone()))
+        };
+        if let Some((old, new)) = user_change {
+            self.unindex(old.as_deref(), hash);
+            self.index(new.as_deref(), *hash);
+        }
+        Ok(true)
+    }
+
+    async fn rotate(
+        &self,
+        old: &SessionHash,
+        new: &SessionHash,
+        patch: &Patch,
+    ) -> Result<bool, StoreError> {
+        let (a, b) = (Self::shard_index(old), Self::shard_index(new));
+        // Both shards are held for the move, always locked in index order.
+        let (old_user, new_user) = {
+            let mut first = self.shards[a.min(b)].write();
+            let mut second = (a != b).then(|| self.shards[a.max(b)].write());
+            let (from, to) = match second.as_mut() {
+                None => (&mut *first, None),
+                Some(second) if a < b => (&mut *first, Some(&mut **second)),
+                Some(second) => (&mut **second, Some(&mut *first)),
+            };
+            if !from.get(old).is_some_and(|r| r.is_live(patch.updated_at)) {
+                return Ok(false);
+            }
+            let Some(mut record) = from.remove(old) else {
+                return Ok(false);
+            };
+            let old_user = record.user_id.clone();
+            patch.apply_to(&mut record);
+            let new_user = record.user_id.clone();
+            to.unwrap_or(from).insert(*new, record);
+            (old_user, new_user)
+        };
+        self.unindex(old_user.as_deref(), old);
+        self.index(new_user.as_deref(), *new);
+        Ok(true)
+    }
+
+    async fn delete(&self, hash: &SessionHash) -> Result<bool, StoreError> {
+        let removed = self.shard(hash).write().remove(hash);
+        match removed {
+            Some(record) => {
+                self.unindex(record.user_id.as_deref(), hash);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn list_user(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<(SessionHash, Record)>, StoreError> {
+        let hashes: Vec<SessionHash> = self
+            .user_shard(user_id)
+            .read()
+            .get(user_id)
+            .map(|set| set.iter().copied().collect())
+            .unwrap_or_default();
+        let mut found: Vec<_> = hashes
+            .into_iter()
+            .filter_map(|hash| {
+                let sessions = self.shard(&hash).read();
+                sessions
+                    .get(&hash)
+                    .filter(|r| r.is_live(now) && r.user_id.as_deref() == Some(user_id))
+                    .map(|r| (hash, r.clone()))
+            })
+            .collect();
+        found.sort_by_key(|(hash, r)| (r.created_at, *hash));
+        Ok(found)
+    }
+
+    async fn revoke_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionHash>,
+    ) -> Result<u64, StoreError> {
+        let hashes: Vec<SessionHash> = self
+            .user_shard(user_id)
+            .read()
+            .get(user_id)
+            .map(|set| set.iter().copied().collect())
+            .unwrap_or_default();
+        let mut revoked = 0;
+        for hash in hashes.iter().filter(|h| Some(*h) != except) {
+            let mut sessions = self.shard(hash).write();
+            if sessions
+                .get(hash)
+                .is_some_and(|r| r.user_id.as_deref() == Some(user_id))
+            {
+                sessions.remove(hash);
+                revoked += 1;
+            }
+            drop(sessions);
+            self.unindex(Some(user_id), hash);
+        }
+        Ok(revoked)
+    }
+
+    async fn count(&self, now: Timestamp) -> Result<u64, StoreError> {
+        Ok(self
+            .shards
+            .iter()
+            .map(|shard| shard.read().values().filter(|r| r.is_live(now)).count() as u64)
+            .sum())
+    }
+
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        let mut purged = Vec::new();
+        for shard in self.shards.iter() {
+            if purged.len() >= limit {
+                break;
+            }
+            let mut sessions = shard.write();
+            let expired: Vec<SessionHash> = sessions
+                .iter()
+                .filter(|(_, r)| !r.is_live(now))
+                .map(|(h, _)| *h)
+                .take(limit - purged.len())
+                .collect();
+            purged.extend(expired.iter().filter_map(|h| sessions.remove_entry(h)));
+        }
+        for (hash, record) in &purged {
+            self.unindex(record.user_id.as_deref(), hash);
+        }
+        Ok(purged.len() as u64)
+    }
+}
+
+/// Session hashes are already uniformly random, so the map can use their first bytes as the hash
+/// instead of running SipHash over all 32.
+#[derive(Default)]
+struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, byte) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*byte) << (8 * i);
+        }
+    }
+}
