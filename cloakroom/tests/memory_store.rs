@@ -1,0 +1,12 @@
+//! The memory store against the conformance suite.
+
+mod conformance;
+
+use cloakroom::MemoryStore;
+use conformance::Harness;
+
+async fn memory() -> Option<Harness> {
+    Some(Harness::new(MemoryStore::default()))
+}
+
+conformance_suite!(memory());
