@@ -36,14 +36,9 @@ mod layer;
 mod record;
 mod session;
 mod store;
+pub mod stores;
 mod ticket;
 mod time;
-
-/// The stores that ship with cloakroom, each behind its cargo feature.
-pub mod stores {
-    #[cfg(feature = "memory")]
-    pub mod memory;
-}
 
 pub use config::{
     DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_DATA_BYTES, SessionLayerBuilder,

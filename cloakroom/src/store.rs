@@ -156,3 +156,9 @@ macro_rules! forward_store {
 
 // A store shared with the rest of the app (e.g. an admin page) is passed as `Arc<S>`.
 forward_store!(Arc<S>, Box<S>);
+
+impl std::fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.name())
+    }
+}

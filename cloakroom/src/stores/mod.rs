@@ -1,0 +1,233 @@
+//! The stores that ship with cloakroom, each in one file behind its cargo feature, and
+//! [`connect`], which picks one by URL.
+//!
+//! | URL | feature | store |
+//! |---|---|---|
+//! | `memory://` | `memory` (default) | [`MemoryStore`](crate::MemoryStore) |
+//! | `file:///var/lib/app/sessions` | `file` | one file per session |
+//! | `sqlite://sessions.db`, `sqlite::memory:` | `sqlite` | SQLite |
+//! | `postgres://user@host/db` | `postgres` | PostgreSQL |
+//! | `mysql://user@host/db` | `mysql` | MySQL / MariaDB |
+//! | `redis://host:6379` | `redis` | Redis |
+//!
+//! cloakroom's own options travel in the query string and are removed before the URL reaches the
+//! driver: `table=` (SQL stores), `prefix=` (Redis), `capacity=` (memory).
+
+use std::sync::Arc;
+
+use crate::error::StoreError;
+use crate::store::Store;
+
+#[cfg(feature = "memory")]
+pub mod memory;
+
+/// Opens the store named by `url`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let store = cloakroom::stores::connect("memory://?capacity=1000").await.unwrap();
+/// assert_eq!(store.name(), "memory");
+///
+/// let err = cloakroom::stores::connect("mongodb://localhost").await.unwrap_err();
+/// assert!(err.to_string().contains("unknown store URL scheme"));
+/// # }
+/// ```
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let parsed = StoreUrl::parse(url)?;
+    match parsed.scheme.as_str() {
+        "memory" => {
+            #[cfg(feature = "memory")]
+            {
+                let capacity = parsed
+                    .option("capacity")
+                    .map(|c| {
+                        c.parse().map_err(|_| {
+                            StoreError::Config(format!(
+                                "capacity={c:?} in {url:?} is not a whole number"
+                            ))
+                        })
+                    })
+                    .transpose()?
+                    .unwrap_or(memory::DEFAULT_CAPACITY);
+                return Ok(Arc::new(memory::MemoryStore::with_capacity(capacity)));
+            }
+            #[allow(unreachable_code)]
+            Err(missing_feature("memory", "memory"))
+        }
+        other => Err(StoreError::Config(format!(
+            "unknown store URL scheme {other:?} in {:?}; use memory://, file:///dir, \
+             sqlite://path, postgres://…, mysql://… or redis://…",
+            parsed.redacted()
+        ))),
+    }
+}
+
+#[allow(dead_code)]
+fn missing_feature(scheme: &str, feature: &str) -> StoreError {
+    StoreError::Config(format!(
+        "{scheme}:// store URLs need cloakroom's cargo feature {feature:?}: \
+         cloakroom = {{ version = \"0.1\", features = [\"{feature}\"] }}"
+    ))
+}
+
+/// A store URL split into its scheme, cloakroom's own options, and what the driver gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreUrl {
+    /// Lowercase scheme, with aliases folded (`postgresql` → `postgres`, `mariadb` → `mysql`,
+    /// `rediss` stays `rediss`).
+    pub scheme: String,
+    /// The URL without cloakroom's options, for the driver.
+    pub driver_url: String,
+    options: Vec<(String, String)>,
+}
+
+/// Query-string keys that belong to cloakroom, not to the driver.
+const OWN_OPTIONS: &[&str] = &["table", "prefix", "capacity"];
+
+impl StoreUrl {
+    /// Splits `url`. Fails when there is no scheme.
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        let scheme_end = url.find(':').filter(|&i| i > 0).ok_or_else(|| {
+            StoreError::Config(format!(
+                "{url:?} is not a store URL: it has no scheme, e.g. sqlite://sessions.db"
+            ))
+        })?;
+        let scheme = url[..scheme_end].to_ascii_lowercase();
+        let scheme = match scheme.as_str() {
+            "postgresql" => "postgres".to_owned(),
+            "mariadb" => "mysql".to_owned(),
+            _ => scheme,
+        };
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut options = Vec::new();
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if OWN_OPTIONS.contains(&key) {
+                options.push((key.to_owned(), value.to_owned()));
+            } else {
+                kept.push(pair);
+            }
+        }
+        let mut driver_url = base.to_owned();
+        if !kept.is_empty() {
+            driver_url.push('?');
+            driver_url.push_str(&kept.join("&"));
+        }
+        Ok(Self {
+            scheme,
+            driver_url,
+            options,
+        })
+    }
+
+    /// The value of one of cloakroom's options (`table`, `prefix`, `capacity`).
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The driver URL with any password replaced by `***`, for messages and logs.
+    pub fn redacted(&self) -> String {
+        redact(&self.driver_url)
+    }
+}
+
+/// `url` with the password of its authority (`user:password@`) hidden.
+pub fn redact(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &url[start..start + at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..start], &url[start + at..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Checks a table name from configuration before it is spliced into SQL (identifiers cannot be
+/// bound as parameters).
+#[allow(dead_code)]
+pub(crate) fn checked_table_name(name: &str) -> Result<&str, StoreError> {
+    let mut chars = name.chars();
+    let valid = name.len() <= 63
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(name)
+    } else {
+        Err(StoreError::Config(format!(
+            "table name {name:?} must be 1-63 letters, digits or underscores, not starting with a digit"
+        )))
+    }
+}
+
+/// The keys a patch sets, as one JSON object (what SQL engines merge into the stored data).
+#[allow(dead_code)]
+pub(crate) fn set_object(patch: &crate::Patch) -> serde_json::Value {
+    serde_json::Value::Object(patch.set.iter().cloned().collect())
+}
+
+/// Parses stored JSON data, reporting a [`StoreError::Corrupt`] instead of failing the request
+/// with a panic.
+#[allow(dead_code)]
+pub(crate) fn parse_data(store: &'static str, text: &str) -> Result<crate::Data, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::corrupt(store, format!("data is not a JSON object: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_own_options_from_driver_options() {
+        let url = StoreUrl::parse("postgresql://u:secret@db:5432/app?sslmode=disable&table=s&x=1")
+            .unwrap();
+        assert_eq!(url.scheme, "postgres");
+        assert_eq!(url.option("table"), Some("s"));
+        assert_eq!(
+            url.driver_url,
+            "postgresql://u:secret@db:5432/app?sslmode=disable&x=1"
+        );
+        assert_eq!(
+            url.redacted(),
+            "postgresql://u:***@db:5432/app?sslmode=disable&x=1"
+        );
+        assert_eq!(StoreUrl::parse("sqlite::memory:").unwrap().scheme, "sqlite");
+        assert!(StoreUrl::parse("no scheme here").is_err());
+    }
+
+    #[test]
+    fn redacts_only_passwords() {
+        assert_eq!(
+            redact("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact("mysql://root@localhost/test"),
+            "mysql://root@localhost/test"
+        );
+        assert_eq!(redact("redis://:pw@host"), "redis://:***@host");
+    }
+
+    #[test]
+    fn table_names_are_identifiers() {
+        assert!(checked_table_name("cloakroom_sessions").is_ok());
+        for bad in ["", "1abc", "a-b", "s; DROP TABLE x", &"a".repeat(64)] {
+            assert!(checked_table_name(bad).is_err(), "{bad}");
+        }
+    }
+}
