@@ -259,7 +259,8 @@ impl Lazy {
         let span = tracing::debug_span!("cloakroom.load", session = %hash.short());
         match shared.store.load(&hash, now).instrument(span).await {
             Ok(Some(record))
-                if record.is_live(now) && now < record.created_at.add(shared.absolute_timeout) =>
+                if record.is_live(now)
+                    && now < record.created_at.saturating_add(shared.absolute_timeout) =>
             {
                 let stored = Stored {
                     ticket: verified.ticket,
@@ -310,15 +311,15 @@ fn plan(shared: &Shared, state: &mut crate::session::State, now: Timestamp) -> W
         if !state.has_content() {
             return Work::Nothing;
         }
-        let expires_at = now.add(shared.idle_timeout.min(shared.absolute_timeout));
+        let expires_at = now.saturating_add(shared.idle_timeout.min(shared.absolute_timeout));
         return Work::Create {
             record: state.take_record(now, expires_at),
             persistent,
         };
     };
     let deadline = now
-        .add(shared.idle_timeout)
-        .min(stored.created_at.add(shared.absolute_timeout));
+        .saturating_add(shared.idle_timeout)
+        .min(stored.created_at.saturating_add(shared.absolute_timeout));
     let touch =
         deadline > stored.expires_at && stored.expires_at.until(deadline) >= shared.touch_interval;
     let persistent_changed = state.persistent_changed();

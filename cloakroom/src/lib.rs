@@ -52,7 +52,17 @@ pub use layer::{LazySession, LoadError, SessionLayer, SessionService};
 pub use record::{Data, Patch, Record};
 pub use session::{Flash, Session};
 pub use store::Store;
+#[cfg(feature = "file")]
+pub use stores::file::FileStore;
 #[cfg(feature = "memory")]
 pub use stores::memory::MemoryStore;
+#[cfg(feature = "mysql")]
+pub use stores::mysql::MySqlStore;
+#[cfg(feature = "postgres")]
+pub use stores::postgres::PostgresStore;
+#[cfg(feature = "redis")]
+pub use stores::redis::RedisStore;
+#[cfg(feature = "sqlite")]
+pub use stores::sqlite::SqliteStore;
 pub use ticket::SessionHash;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

@@ -33,7 +33,7 @@ impl Timestamp {
 
     /// This timestamp moved `duration` later, saturating instead of overflowing.
     #[must_use]
-    pub fn add(self, duration: Duration) -> Self {
+    pub fn saturating_add(self, duration: Duration) -> Self {
         Self(self.0.saturating_add(millis(duration)))
     }
 

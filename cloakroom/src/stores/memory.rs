@@ -17,6 +17,7 @@ const SHARDS: usize = 64;
 pub const DEFAULT_CAPACITY: usize = 1_000_000;
 
 type Sessions = HashMap<SessionHash, Record, BuildHasherDefault<PrefixHasher>>;
+type UserIndex = HashMap<String, HashSet<SessionHash>>;
 
 /// Keeps sessions in this process's memory; they are gone when it exits.
 ///
@@ -32,7 +33,7 @@ type Sessions = HashMap<SessionHash, Record, BuildHasherDefault<PrefixHasher>>;
 #[derive(Debug)]
 pub struct MemoryStore {
     shards: Box<[RwLock<Sessions>]>,
-    users: Box<[RwLock<HashMap<String, HashSet<SessionHash>>>]>,
+    users: Box<[RwLock<UserIndex>]>,
     user_hasher: RandomState,
     shard_capacity: usize,
 }
@@ -64,7 +65,7 @@ impl MemoryStore {
         &self.shards[Self::shard_index(hash)]
     }
 
-    fn user_shard(&self, user_id: &str) -> &RwLock<HashMap<String, HashSet<SessionHash>>> {
+    fn user_shard(&self, user_id: &str) -> &RwLock<UserIndex> {
         let index = self.user_hasher.hash_one(user_id) as usize % SHARDS;
         &self.users[index]
     }

@@ -18,8 +18,18 @@ use std::sync::Arc;
 use crate::error::StoreError;
 use crate::store::Store;
 
+#[cfg(feature = "file")]
+pub mod file;
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 /// Opens the store named by `url`.
 ///
@@ -53,6 +63,42 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
             }
             #[allow(unreachable_code)]
             Err(missing_feature("memory", "memory"))
+        }
+        "file" => {
+            #[cfg(feature = "file")]
+            return file::open(&parsed).await;
+            #[allow(unreachable_code)]
+            Err(missing_feature("file", "file"))
+        }
+        "sqlite" => {
+            #[cfg(feature = "sqlite")]
+            return sqlite::open(&parsed).await;
+            #[allow(unreachable_code)]
+            Err(missing_feature("sqlite", "sqlite"))
+        }
+        "postgres" => {
+            #[cfg(feature = "postgres")]
+            return postgres::open(&parsed).await;
+            #[allow(unreachable_code)]
+            Err(missing_feature("postgres", "postgres"))
+        }
+        "mysql" => {
+            #[cfg(feature = "mysql")]
+            return mysql::open(&parsed).await;
+            #[allow(unreachable_code)]
+            Err(missing_feature("mysql", "mysql"))
+        }
+        "redis" => {
+            #[cfg(feature = "redis")]
+            return redis::open(&parsed).await;
+            #[allow(unreachable_code)]
+            Err(missing_feature("redis", "redis"))
+        }
+        "rediss" => {
+            #[cfg(feature = "redis")]
+            return redis::open(&parsed).await;
+            #[allow(unreachable_code)]
+            Err(missing_feature("rediss", "redis"))
         }
         other => Err(StoreError::Config(format!(
             "unknown store URL scheme {other:?} in {:?}; use memory://, file:///dir, \

@@ -166,7 +166,7 @@ pub fn record(h: &Harness, ttl: Duration, data: Value, user: Option<&str>) -> Re
         user_id: user.map(str::to_owned),
         created_at: now,
         updated_at: now,
-        expires_at: now.add(ttl),
+        expires_at: now.saturating_add(ttl),
     }
 }
 
@@ -318,7 +318,7 @@ pub async fn save_touch_and_rotate_never_resurrect(h: &Harness) {
     assert!(!h.store.save(&h1, &p).await.unwrap());
     assert!(
         !h.store
-            .touch(&h1, h.now().add(HOUR * 2), h.now())
+            .touch(&h1, h.now().saturating_add(HOUR * 2), h.now())
             .await
             .unwrap()
     );
@@ -352,7 +352,7 @@ pub async fn expired_records_are_gone(h: &Harness) {
     assert!(!h.store.save(&h1, &p).await.unwrap());
     assert!(
         !h.store
-            .touch(&h1, h.now().add(HOUR), h.now())
+            .touch(&h1, h.now().saturating_add(HOUR), h.now())
             .await
             .unwrap()
     );
@@ -374,7 +374,7 @@ pub async fn touch_extends_the_deadline(h: &Harness) {
         .create(&h1, &record(h, ttl, json!({"a": 1}), None))
         .await
         .unwrap();
-    let later = h.now().add(HOUR);
+    let later = h.now().saturating_add(HOUR);
     assert!(h.store.touch(&h1, later, h.now()).await.unwrap());
     h.advance(ttl + Duration::from_millis(300)).await;
     let loaded = h.store.load(&h1, h.now()).await.unwrap().expect("touched");

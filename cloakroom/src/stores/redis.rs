@@ -1,0 +1,21 @@
+//! The Redis store. (Stub: being implemented.)
+
+use std::sync::Arc;
+
+use crate::error::StoreError;
+use crate::store::Store;
+use crate::stores::StoreUrl;
+
+/// Keeps sessions in Redis.
+#[derive(Debug)]
+pub struct RedisStore {
+    _private: (),
+}
+
+/// Opens the store for [`connect`](crate::stores::connect).
+pub(crate) async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
+    Err(StoreError::Config(format!(
+        "the Redis store is not implemented yet ({})",
+        url.redacted()
+    )))
+}
