@@ -149,22 +149,35 @@ impl CookieConfig {
     }
 
     /// Every value sent under the session cookie's name (a browser may send several when another
-    /// site on a parent domain sets one with the same name). Oversized values are skipped.
-    pub(crate) fn values(&self, headers: &HeaderMap) -> Vec<String> {
-        let mut found = Vec::new();
+    /// site on a parent domain sets one with the same name). Oversized values are not kept, but
+    /// still count as present so the layer can clear them.
+    pub(crate) fn values(&self, headers: &HeaderMap) -> Incoming {
+        let mut found = Incoming::default();
         for header in headers.get_all(COOKIE) {
             let Ok(text) = header.to_str() else { continue };
             for pair in text.split(';') {
                 let Some((name, value)) = pair.split_once('=') else {
                     continue;
                 };
-                if name.trim() == self.name && value.len() <= MAX_COOKIE_VALUE {
-                    found.push(value.trim().trim_matches('"').to_owned());
+                if name.trim() == self.name {
+                    found.present = true;
+                    if value.len() <= MAX_COOKIE_VALUE {
+                        found.values.push(value.trim().trim_matches('"').to_owned());
+                    }
                 }
             }
         }
         found
     }
+}
+
+/// The session cookie as a request sent it.
+#[derive(Debug, Default)]
+pub(crate) struct Incoming {
+    /// Whether any cookie of that name was sent.
+    pub(crate) present: bool,
+    /// The values worth verifying.
+    pub(crate) values: Vec<String>,
 }
 
 fn is_token_byte(b: u8) -> bool {
@@ -248,6 +261,15 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(COOKIE, HeaderValue::from_static("a=1; id=first; idx=no"));
         headers.append(COOKIE, HeaderValue::from_static("id=\"second\""));
-        assert_eq!(config.values(&headers), ["first", "second"]);
+        let incoming = config.values(&headers);
+        assert_eq!(incoming.values, ["first", "second"]);
+        assert!(incoming.present);
+
+        let mut huge = HeaderMap::new();
+        let value = format!("id={}", "x".repeat(MAX_COOKIE_VALUE + 1));
+        huge.append(COOKIE, HeaderValue::try_from(value).unwrap());
+        let incoming = config.values(&huge);
+        assert!(incoming.values.is_empty());
+        assert!(incoming.present);
     }
 }

@@ -15,7 +15,7 @@ use tower_service::Service;
 use tracing::Instrument as _;
 
 use crate::config::SessionLayerBuilder;
-use crate::cookie::CookieConfig;
+use crate::cookie::{CookieConfig, Incoming};
 use crate::error::{Error, StoreError};
 use crate::key::KeyRing;
 use crate::record::{Patch, Record};
@@ -172,9 +172,9 @@ pub struct LazySession(Arc<Lazy>);
 
 struct Lazy {
     shared: Arc<Shared>,
-    /// Values of the session cookie as sent; verified only when the session is loaded, so
-    /// requests that never use the session pay nothing for the MAC.
-    cookies: Vec<String>,
+    /// The session cookie as sent; verified only when the session is loaded, so requests that
+    /// never use the session pay nothing for the MAC.
+    cookies: Incoming,
     cell: OnceCell<Result<Session, LoadError>>,
 }
 
@@ -197,7 +197,7 @@ pub struct LoadError {
 }
 
 impl LazySession {
-    fn new(shared: Arc<Shared>, cookies: Vec<String>) -> Self {
+    fn new(shared: Arc<Shared>, cookies: Incoming) -> Self {
         Self(Arc::new(Lazy {
             shared,
             cookies,
@@ -227,7 +227,7 @@ impl LazySession {
             let work = plan(shared, &mut state, now);
             (work, state.destroyed.take(), state.stored.is_none())
         };
-        let had_cookie = !self.0.cookies.is_empty();
+        let had_cookie = self.0.cookies.present;
         match persist(shared, work, destroyed.as_ref(), now).await {
             Ok(Some(cookie)) => set_cookie(&mut response, cookie),
             Ok(None) if is_new && (destroyed.is_some() || had_cookie) => {
@@ -249,6 +249,7 @@ impl Lazy {
         let max = shared.max_data_bytes;
         let Some(verified) = self
             .cookies
+            .values
             .iter()
             .find_map(|value| shared.keys.verify(&shared.cookie.name, value))
         else {
