@@ -66,3 +66,8 @@ pub use stores::redis::RedisStore;
 pub use stores::sqlite::SqliteStore;
 pub use ticket::SessionHash;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+
+/// The README's examples, compiled as doctests so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
