@@ -25,13 +25,18 @@ pub enum SessionRejection {
     Load(#[from] LoadError),
 }
 
+/// Clients learn that the session store is unavailable, not why: driver messages can name hosts
+/// and users. The details are in the log.
+const UNAVAILABLE: &str = "the session store is unavailable; please try again shortly";
+
 impl IntoResponse for SessionRejection {
     fn into_response(self) -> Response {
-        let status = match &self {
-            Self::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Load(error) => error.status,
-        };
-        text_response(status, self.to_string())
+        match self {
+            Self::MissingLayer => {
+                text_response(StatusCode::INTERNAL_SERVER_ERROR, self.to_string())
+            }
+            Self::Load(error) => text_response(error.status, UNAVAILABLE.to_owned()),
+        }
     }
 }
 
@@ -49,16 +54,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 }
 
 /// Lets handlers use `?` on session calls: a value too large is a 413, a store failure a 503,
-/// anything else a 500.
+/// anything else a 500. Store errors are logged in full but shown to the client only generically.
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = match &self {
-            Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Store(StoreError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
         tracing::warn!(error = %self, "cloakroom: session error in handler");
-        text_response(status, self.to_string())
+        match &self {
+            Error::TooLarge { .. } => {
+                text_response(StatusCode::PAYLOAD_TOO_LARGE, self.to_string())
+            }
+            Error::Store(StoreError::Unavailable { .. }) => {
+                text_response(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE.to_owned())
+            }
+            Error::Store(_) => text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the session store failed".to_owned(),
+            ),
+            _ => text_response(StatusCode::INTERNAL_SERVER_ERROR, self.to_string()),
+        }
     }
 }
 

@@ -273,6 +273,14 @@ impl Lazy {
                 Ok(Session::loaded(stored, record, max))
             }
             Ok(_) => Ok(Session::new(max)),
+            // An unreadable record is worth nothing to anyone: the visitor starts afresh under a
+            // new ticket (so the bad record is never overwritten), instead of getting an error on
+            // every request until someone deletes it.
+            Err(error @ StoreError::Corrupt { .. }) => {
+                tracing::warn!(%error, session = %hash.short(), store = shared.store.name(),
+                    "cloakroom: stored session cannot be decoded; starting a new one");
+                Ok(Session::new(max))
+            }
             Err(error) => {
                 tracing::error!(%error, session = %hash.short(), store = shared.store.name(),
                     "cloakroom: loading the session failed");

@@ -704,6 +704,11 @@ async fn an_unreachable_store_gives_503_and_recovers_by_itself() {
     let reply = s.client.get("/value/x").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(reply.body.contains("unavailable"), "{}", reply.body);
+    assert!(
+        !reply.body.contains("probe"),
+        "driver details stay in the log: {}",
+        reply.body
+    );
     assert_eq!(reply.set_cookie(), None);
     // A new visitor's first write fails at save time: also 503, and no cookie for a session that
     // was never stored.
@@ -719,6 +724,38 @@ async fn an_unreachable_store_gives_503_and_recovers_by_itself() {
         json!(1),
         "data intact"
     );
+}
+
+#[tokio::test]
+async fn a_corrupt_record_starts_a_fresh_session_under_a_new_ticket() {
+    let mut s = setup();
+    s.client.send("PUT", "/value/x", "1").await;
+    let hash: cloakroom::SessionHash = s.status().await["hash"].as_str().unwrap().parse().unwrap();
+    // From now on the store reports the record as undecodable.
+    s.store.set_corrupt(true);
+    let reply = s.client.get("/status").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "not an error on every request"
+    );
+    assert_eq!(reply.json()["is_new"], json!(true));
+    let reply = s.client.send("PUT", "/value/y", "2").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.cookie_pair().is_some(), "a new ticket");
+    s.store.set_corrupt(false);
+    let status = s.status().await;
+    assert_eq!(status["map"], json!({"y": 2}));
+    assert_ne!(status["hash"], json!(hash.to_string()));
+    // The bad record was not overwritten by the new session.
+    let old = s
+        .store
+        .inner
+        .load(&hash, s.clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(Value::Object(old.data), json!({"x": 1}));
 }
 
 #[tokio::test]

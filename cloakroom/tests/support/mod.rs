@@ -18,6 +18,7 @@ pub struct Probe<S> {
     ops: Arc<AtomicUsize>,
     writes: Arc<AtomicUsize>,
     failing: Arc<AtomicBool>,
+    corrupt: Arc<AtomicBool>,
 }
 
 impl<S> Clone for Probe<S> {
@@ -27,6 +28,7 @@ impl<S> Clone for Probe<S> {
             ops: Arc::clone(&self.ops),
             writes: Arc::clone(&self.writes),
             failing: Arc::clone(&self.failing),
+            corrupt: Arc::clone(&self.corrupt),
         }
     }
 }
@@ -38,6 +40,7 @@ impl<S: Store> Probe<S> {
             ops: Arc::default(),
             writes: Arc::default(),
             failing: Arc::default(),
+            corrupt: Arc::default(),
         }
     }
     /// Operations of any kind so far.
@@ -47,6 +50,10 @@ impl<S: Store> Probe<S> {
     /// Operations that change the store so far.
     pub fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
+    }
+    /// Makes every `load` report a record that cannot be decoded.
+    pub fn set_corrupt(&self, corrupt: bool) {
+        self.corrupt.store(corrupt, Ordering::SeqCst);
     }
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
@@ -77,6 +84,9 @@ impl<S: Store> Store for Probe<S> {
     }
     async fn load(&self, hash: &SessionHash, now: Timestamp) -> Result<Option<Record>, StoreError> {
         self.enter(false)?;
+        if self.corrupt.load(Ordering::SeqCst) {
+            return Err(StoreError::corrupt("probe", "data is not a JSON object"));
+        }
         self.inner.load(hash, now).await
     }
     async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
