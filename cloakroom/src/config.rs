@@ -192,6 +192,13 @@ impl SessionLayerBuilder {
                 KeyRing::new(Key::generate()?)
             }
         };
+        let sealed = self.store.keeps_state_in_cookie();
+        if sealed && !cfg!(feature = "cookie") {
+            return Err(Error::Config(format!(
+                "the {} store keeps sessions in the cookie, which needs cloakroom's \"cookie\" feature",
+                self.store.name()
+            )));
+        }
         let touch_interval = self
             .touch_interval
             .unwrap_or_else(|| (self.idle_timeout / 10).min(Duration::from_secs(60)));
@@ -206,6 +213,7 @@ impl SessionLayerBuilder {
             error_status: self.error_status,
             save_on_server_error: self.save_on_server_error,
             max_data_bytes: self.max_data_bytes,
+            sealed,
         }))
     }
 }

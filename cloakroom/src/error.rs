@@ -69,15 +69,17 @@ pub enum Error {
     #[error("the operating system's random number generator failed: {0}")]
     Random(String),
 
-    /// The operation needs server-side state that this store does not keep.
-    #[error("{operation} is not supported by the {store} store: {why}")]
-    Unsupported {
-        /// The store's name.
-        store: &'static str,
-        /// What was asked for.
-        operation: &'static str,
-        /// Why it cannot be done.
-        why: &'static str,
+    /// A sealed-cookie session grew beyond what browsers store; nothing was sent, so the
+    /// browser keeps its previous cookie.
+    #[error(
+        "the sealed session cookie would be {size} bytes, over the browsers' limit of {limit} \
+         bytes; keep less in the session, or use a server-side store"
+    )]
+    CookieTooLarge {
+        /// Bytes of the `Set-Cookie` value (name, value and attributes).
+        size: usize,
+        /// The limit.
+        limit: usize,
     },
 
     /// The store failed.
@@ -114,6 +116,17 @@ pub enum StoreError {
     /// The store URL or options are wrong.
     #[error("{0}")]
     Config(String),
+
+    /// The operation needs server-side state that this store does not keep.
+    #[error("{operation} is not supported by the {store} store: {why}")]
+    Unsupported {
+        /// The store's name.
+        store: &'static str,
+        /// What was asked for.
+        operation: &'static str,
+        /// Why it cannot be done.
+        why: &'static str,
+    },
 }
 
 impl StoreError {

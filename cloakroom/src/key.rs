@@ -60,7 +60,7 @@ impl Key {
     }
 
     /// The sub-key for sealed-cookie sessions.
-    #[allow(dead_code)]
+    #[cfg_attr(not(feature = "cookie"), allow(dead_code))]
     pub(crate) fn seal_key(&self) -> &[u8; 32] {
         &self.seal
     }
@@ -146,7 +146,7 @@ impl KeyRing {
         &self.keys[0]
     }
 
-    #[allow(dead_code)]
+    #[cfg_attr(not(feature = "cookie"), allow(dead_code))]
     pub(crate) fn keys(&self) -> &[Key] {
         &self.keys
     }

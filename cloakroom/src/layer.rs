@@ -19,7 +19,7 @@ use crate::cookie::{CookieConfig, Incoming};
 use crate::error::{Error, StoreError};
 use crate::key::KeyRing;
 use crate::record::{Patch, Record};
-use crate::session::{Session, Stored};
+use crate::session::{Id, Session, State, Stored};
 use crate::store::Store;
 use crate::ticket::{SessionHash, Ticket};
 use crate::time::{Clock, Timestamp};
@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) error_status: StatusCode,
     pub(crate) save_on_server_error: bool,
     pub(crate) max_data_bytes: usize,
+    /// The store keeps sessions in the cookie (sealed) rather than on the server.
+    pub(crate) sealed: bool,
 }
 
 /// Adds sessions to a tower service.
@@ -222,21 +224,29 @@ impl LazySession {
             return response;
         }
         let now = shared.clock.now();
-        let (work, destroyed, is_new) = {
-            let mut state = session.lock();
-            let work = plan(shared, &mut state, now);
-            (work, state.destroyed.take(), state.stored.is_none())
-        };
         let had_cookie = self.0.cookies.present;
-        match persist(shared, work, destroyed.as_ref(), now).await {
+        let outcome = if shared.sealed {
+            seal(shared, &mut session.lock(), now, had_cookie)
+        } else {
+            let (work, destroyed) = {
+                let mut state = session.lock();
+                (
+                    plan(shared, &mut state, now, had_cookie),
+                    state.destroyed.take(),
+                )
+            };
+            persist(shared, work, destroyed.as_ref(), now).await
+        };
+        match outcome {
             Ok(Some(cookie)) => set_cookie(&mut response, cookie),
-            Ok(None) if is_new && (destroyed.is_some() || had_cookie) => {
-                set_cookie(&mut response, shared.cookie.removal());
-            }
             Ok(None) => {}
             Err(error) => {
                 tracing::error!(%error, store = shared.store.name(), "cloakroom: saving the session failed");
-                return error_response(shared.error_status);
+                let status = match error {
+                    Error::Store(_) => shared.error_status,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                return error_response(status);
             }
         }
         response
@@ -247,6 +257,10 @@ impl Lazy {
     async fn load(&self) -> Result<Session, LoadError> {
         let shared = &self.shared;
         let max = shared.max_data_bytes;
+        let now = shared.clock.now();
+        if shared.sealed {
+            return Ok(open(shared, &self.cookies, now).unwrap_or_else(|| Session::new(max)));
+        }
         let Some(verified) = self
             .cookies
             .values
@@ -256,16 +270,14 @@ impl Lazy {
             return Ok(Session::new(max));
         };
         let hash = verified.ticket.hash();
-        let now = shared.clock.now();
         let span = tracing::debug_span!("cloakroom.load", session = %hash.short());
         match shared.store.load(&hash, now).instrument(span).await {
-            Ok(Some(record))
-                if record.is_live(now)
-                    && now < record.created_at.saturating_add(shared.absolute_timeout) =>
-            {
+            Ok(Some(record)) if shared.is_live(&record, now) => {
                 let stored = Stored {
-                    ticket: verified.ticket,
-                    hash,
+                    id: Some(Id {
+                        ticket: verified.ticket,
+                        hash,
+                    }),
                     created_at: record.created_at,
                     expires_at: record.expires_at,
                     stale_key: verified.stale_key,
@@ -293,63 +305,102 @@ impl Lazy {
     }
 }
 
+impl Shared {
+    /// Both deadlines, checked by the server whatever the store or the browser kept.
+    fn is_live(&self, record: &Record, now: Timestamp) -> bool {
+        record.is_live(now) && now < record.created_at.saturating_add(self.absolute_timeout)
+    }
+
+    /// The expiry of a session created now.
+    fn first_deadline(&self, now: Timestamp) -> Timestamp {
+        now.saturating_add(self.idle_timeout.min(self.absolute_timeout))
+    }
+
+    /// The extended idle deadline, when extending is due: it would move by at least the touch
+    /// interval, and never past the absolute deadline.
+    fn extended_deadline(&self, stored: &Stored, now: Timestamp) -> Option<Timestamp> {
+        let deadline = now
+            .saturating_add(self.idle_timeout)
+            .min(stored.created_at.saturating_add(self.absolute_timeout));
+        (deadline > stored.expires_at && stored.expires_at.until(deadline) >= self.touch_interval)
+            .then_some(deadline)
+    }
+
+    fn cookie_for(
+        &self,
+        value: &str,
+        persistent: bool,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> HeaderValue {
+        self.cookie
+            .set_cookie(value, persistent.then(|| now.until(expires_at)))
+    }
+}
+
 /// What the store has to do for this request.
 enum Work {
     Nothing,
+    /// Tell the browser to drop a cookie that leads nowhere (logged out, expired, forged).
+    Remove,
     Create {
         record: Record,
         persistent: bool,
     },
     Update {
-        stored: Stored,
+        id: Id,
         patch: Patch,
+        expires_at: Timestamp,
         persistent: bool,
         /// The cookie must be sent again (new expiry, persistence changed, re-signed).
         resend: bool,
     },
     Rotate {
-        stored: Stored,
+        id: Id,
         patch: Patch,
+        expires_at: Timestamp,
         persistent: bool,
     },
 }
 
-fn plan(shared: &Shared, state: &mut crate::session::State, now: Timestamp) -> Work {
+fn plan(shared: &Shared, state: &mut State, now: Timestamp, had_cookie: bool) -> Work {
     let persistent = state.persistent();
     let Some(stored) = state.stored.clone() else {
-        if !state.has_content() {
-            return Work::Nothing;
-        }
-        let expires_at = now.saturating_add(shared.idle_timeout.min(shared.absolute_timeout));
-        return Work::Create {
-            record: state.take_record(now, expires_at),
-            persistent,
+        return if state.has_content() {
+            Work::Create {
+                record: state.take_record(now, now, shared.first_deadline(now)),
+                persistent,
+            }
+        } else if state.destroyed.is_some() || had_cookie {
+            Work::Remove
+        } else {
+            Work::Nothing
         };
     };
-    let deadline = now
-        .saturating_add(shared.idle_timeout)
-        .min(stored.created_at.saturating_add(shared.absolute_timeout));
-    let touch =
-        deadline > stored.expires_at && stored.expires_at.until(deadline) >= shared.touch_interval;
+    let Some(id) = stored.id.clone() else {
+        return Work::Nothing;
+    };
+    let extended = shared.extended_deadline(&stored, now);
     let persistent_changed = state.persistent_changed();
     let mut patch = state.take_patch(now);
-    if touch {
-        patch.expires_at = Some(deadline);
-    }
+    patch.expires_at = extended;
+    let expires_at = extended.unwrap_or(stored.expires_at);
     if state.cycle {
         return Work::Rotate {
-            stored,
+            id,
             patch,
+            expires_at,
             persistent,
         };
     }
-    let resend = stored.stale_key || persistent_changed || (touch && persistent);
+    let resend = stored.stale_key || persistent_changed || (extended.is_some() && persistent);
     if patch.is_empty() && !resend {
         return Work::Nothing;
     }
     Work::Update {
-        stored,
+        id,
         patch,
+        expires_at,
         persistent,
         resend,
     }
@@ -367,55 +418,117 @@ async fn persist(
         let span = tracing::debug_span!("cloakroom.destroy", session = %hash.short());
         store.delete(hash).instrument(span).await?;
     }
-    let max_age =
-        |persistent: bool, expires_at: Timestamp| persistent.then(|| now.until(expires_at));
-    let cookie = |ticket: &Ticket, persistent, expires_at| {
-        shared.cookie.set_cookie(
-            &shared.keys.sign(&shared.cookie.name, ticket),
-            max_age(persistent, expires_at),
-        )
+    let signed = |ticket: &Ticket, persistent, expires_at| {
+        let value = shared.keys.sign(&shared.cookie.name, ticket);
+        shared.cookie_for(&value, persistent, expires_at, now)
     };
     match work {
         Work::Nothing => Ok(None),
+        Work::Remove => Ok(Some(shared.cookie.removal())),
         Work::Create { record, persistent } => {
             let ticket = create(store.as_ref(), &record).await?;
-            Ok(Some(cookie(&ticket, persistent, record.expires_at)))
+            Ok(Some(signed(&ticket, persistent, record.expires_at)))
         }
         Work::Update {
-            stored,
+            id,
             patch,
+            expires_at,
             persistent,
             resend,
         } => {
-            let expires_at = patch.expires_at.unwrap_or(stored.expires_at);
             if !patch.is_empty() {
-                let span = tracing::debug_span!("cloakroom.save", session = %stored.hash.short());
-                if !store.save(&stored.hash, &patch).instrument(span).await? {
+                let span = tracing::debug_span!("cloakroom.save", session = %id.hash.short());
+                if !store.save(&id.hash, &patch).instrument(span).await? {
                     // Ended elsewhere meanwhile (logout, revocation, expiry): never resurrect.
                     return Ok(Some(shared.cookie.removal()));
                 }
             }
-            Ok(resend.then(|| cookie(&stored.ticket, persistent, expires_at)))
+            Ok(resend.then(|| signed(&id.ticket, persistent, expires_at)))
         }
         Work::Rotate {
-            stored,
+            id,
             patch,
+            expires_at,
             persistent,
         } => {
-            let expires_at = patch.expires_at.unwrap_or(stored.expires_at);
             let ticket = Ticket::generate()?;
-            let span = tracing::debug_span!("cloakroom.rotate", session = %stored.hash.short(),
+            let span = tracing::debug_span!("cloakroom.rotate", session = %id.hash.short(),
                 new = %ticket.hash().short());
             if !store
-                .rotate(&stored.hash, &ticket.hash(), &patch)
+                .rotate(&id.hash, &ticket.hash(), &patch)
                 .instrument(span)
                 .await?
             {
                 return Ok(Some(shared.cookie.removal()));
             }
-            Ok(Some(cookie(&ticket, persistent, expires_at)))
+            Ok(Some(signed(&ticket, persistent, expires_at)))
         }
     }
+}
+
+/// Browsers ignore cookies whose name, value and attributes exceed this many bytes.
+#[cfg_attr(not(feature = "cookie"), allow(dead_code))]
+const MAX_SET_COOKIE_BYTES: usize = 4096;
+
+/// A sealed-cookie session from the request's cookie, if one opens and is live.
+#[cfg(feature = "cookie")]
+fn open(shared: &Shared, cookies: &Incoming, now: Timestamp) -> Option<Session> {
+    cookies.values.iter().find_map(|value| {
+        let (record, stale_key) =
+            crate::stores::cookie::open(&shared.keys, &shared.cookie.name, value)?;
+        shared.is_live(&record, now).then(|| {
+            let stored = Stored {
+                id: None,
+                created_at: record.created_at,
+                expires_at: record.expires_at,
+                stale_key,
+            };
+            Session::loaded(stored, record, shared.max_data_bytes)
+        })
+    })
+}
+
+/// Seals the whole session into the cookie when anything changed; `Ok(None)` when the browser's
+/// cookie is still right.
+#[cfg(feature = "cookie")]
+fn seal(
+    shared: &Shared,
+    state: &mut State,
+    now: Timestamp,
+    had_cookie: bool,
+) -> Result<Option<HeaderValue>, Error> {
+    let (created_at, expires_at) = match &state.stored {
+        None if !state.has_content() => return Ok(had_cookie.then(|| shared.cookie.removal())),
+        None => (now, shared.first_deadline(now)),
+        Some(stored) => {
+            let extended = shared.extended_deadline(stored, now);
+            if extended.is_none() && !state.is_modified() && !stored.stale_key {
+                return Ok(None);
+            }
+            (stored.created_at, extended.unwrap_or(stored.expires_at))
+        }
+    };
+    let persistent = state.persistent();
+    let record = state.take_record(created_at, now, expires_at);
+    let value = crate::stores::cookie::seal(&shared.keys, &shared.cookie.name, &record)?;
+    let header = shared.cookie_for(&value, persistent, expires_at, now);
+    if header.len() > MAX_SET_COOKIE_BYTES {
+        return Err(Error::CookieTooLarge {
+            size: header.len(),
+            limit: MAX_SET_COOKIE_BYTES,
+        });
+    }
+    Ok(Some(header))
+}
+
+#[cfg(not(feature = "cookie"))]
+fn open(_: &Shared, _: &Incoming, _: Timestamp) -> Option<Session> {
+    None
+}
+
+#[cfg(not(feature = "cookie"))]
+fn seal(_: &Shared, _: &mut State, _: Timestamp, _: bool) -> Result<Option<HeaderValue>, Error> {
+    Ok(None)
 }
 
 /// Stores a new record under a fresh ticket. A collision of 256-bit random tickets means the

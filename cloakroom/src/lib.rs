@@ -52,6 +52,8 @@ pub use layer::{LazySession, LoadError, SessionLayer, SessionService};
 pub use record::{Data, Patch, Record};
 pub use session::{Flash, Session};
 pub use store::Store;
+#[cfg(feature = "cookie")]
+pub use stores::cookie::CookieStore;
 #[cfg(feature = "file")]
 pub use stores::file::FileStore;
 #[cfg(feature = "memory")]

@@ -53,11 +53,18 @@ enum Change {
     Removed,
 }
 
-/// The stored record this session was loaded from.
+/// A server-side session's ticket and the hash it is stored under.
 #[derive(Clone, Debug)]
-pub(crate) struct Stored {
+pub(crate) struct Id {
     pub(crate) ticket: Ticket,
     pub(crate) hash: SessionHash,
+}
+
+/// The stored session this one was loaded from.
+#[derive(Clone, Debug)]
+pub(crate) struct Stored {
+    /// `None` for a sealed-cookie session, which has no server-side identity.
+    pub(crate) id: Option<Id>,
     pub(crate) created_at: Timestamp,
     pub(crate) expires_at: Timestamp,
     /// The cookie was signed by an old key and must be re-signed.
@@ -177,8 +184,13 @@ impl State {
         !self.data.is_empty() || self.user.is_some() || !self.flashes_after().is_empty()
     }
 
-    /// The record for a new session, taking the data out of the state.
-    pub(crate) fn take_record(&mut self, now: Timestamp, expires_at: Timestamp) -> Record {
+    /// The whole session as a record, taking the data out of the state.
+    pub(crate) fn take_record(
+        &mut self,
+        created_at: Timestamp,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Record {
         let mut data = std::mem::take(&mut self.data);
         let flashes = self.flashes_after();
         if !flashes.is_empty() {
@@ -190,7 +202,7 @@ impl State {
         Record {
             data,
             user_id: self.user.take(),
-            created_at: now,
+            created_at,
             updated_at: now,
             expires_at,
         }
@@ -504,7 +516,8 @@ impl Session {
         let destroyed = state
             .stored
             .take()
-            .map(|stored| stored.hash)
+            .and_then(|stored| stored.id)
+            .map(|id| id.hash)
             .or(state.destroyed);
         *state = State {
             destroyed,
@@ -558,10 +571,12 @@ impl Session {
         self.state.lock().user.clone()
     }
 
-    /// The hash the session is stored under; `None` for a new session. Compare it with the hashes
-    /// from [`Store::list_user`](crate::Store::list_user) to mark "this device".
+    /// The hash the session is stored under; `None` for a new session, and for sealed-cookie
+    /// sessions, which are not stored on the server. Compare it with the hashes from
+    /// [`Store::list_user`](crate::Store::list_user) to mark "this device".
     pub fn hash(&self) -> Option<SessionHash> {
-        self.state.lock().stored.as_ref().map(|s| s.hash)
+        let state = self.state.lock();
+        state.stored.as_ref()?.id.as_ref().map(|id| id.hash)
     }
 
     /// When the session was first stored; `None` for a new session.
@@ -607,8 +622,7 @@ mod tests {
             expires_at: Timestamp::from_unix_millis(1_000),
         };
         let stored = Stored {
-            ticket,
-            hash,
+            id: Some(Id { ticket, hash }),
             created_at: record.created_at,
             expires_at: record.expires_at,
             stale_key: false,

@@ -36,6 +36,13 @@ pub trait Store: Send + Sync + 'static {
     /// A short name for logs and errors, e.g. `"memory"` or `"postgres"`.
     fn name(&self) -> &'static str;
 
+    /// Whether sessions live in the cookie itself instead of on the server (the sealed-cookie
+    /// store). The layer then seals the whole session into the cookie and calls none of the
+    /// other methods.
+    fn keeps_state_in_cookie(&self) -> bool {
+        false
+    }
+
     /// Stores a new record. Fails with [`StoreError::Collision`] if `hash` is taken (even by an
     /// expired record that has not been purged yet, unless the store can replace it atomically).
     async fn create(&self, hash: &SessionHash, record: &Record) -> Result<(), StoreError>;
@@ -97,6 +104,9 @@ macro_rules! forward_store {
         impl<S: Store + ?Sized> Store for $ty {
             fn name(&self) -> &'static str {
                 (**self).name()
+            }
+            fn keeps_state_in_cookie(&self) -> bool {
+                (**self).keeps_state_in_cookie()
             }
             async fn create(&self, hash: &SessionHash, record: &Record) -> Result<(), StoreError> {
                 (**self).create(hash, record).await

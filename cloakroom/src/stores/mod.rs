@@ -9,6 +9,7 @@
 //! | `postgres://user@host/db` | `postgres` | PostgreSQL |
 //! | `mysql://user@host/db` | `mysql` | MySQL / MariaDB |
 //! | `redis://host:6379` | `redis` | Redis |
+//! | `cookie://` | `cookie` | sealed cookies, nothing on the server |
 //!
 //! cloakroom's own options travel in the query string and are removed before the URL reaches the
 //! driver: `table=` (SQL stores), `prefix=` (Redis), `capacity=` (memory).
@@ -18,6 +19,8 @@ use std::sync::Arc;
 use crate::error::StoreError;
 use crate::store::Store;
 
+#[cfg(feature = "cookie")]
+pub mod cookie;
 #[cfg(feature = "file")]
 pub mod file;
 #[cfg(feature = "memory")]
@@ -63,6 +66,12 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
             }
             #[allow(unreachable_code)]
             Err(missing_feature("memory", "memory"))
+        }
+        "cookie" => {
+            #[cfg(feature = "cookie")]
+            return cookie::open_url(&parsed).await;
+            #[allow(unreachable_code)]
+            Err(missing_feature("cookie", "cookie"))
         }
         "file" => {
             #[cfg(feature = "file")]
