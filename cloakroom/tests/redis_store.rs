@@ -417,26 +417,62 @@ async fn list_and_purge_prune_stale_index_members() {
 }
 
 #[tokio::test]
-async fn purge_removes_records_expired_by_the_callers_clock() {
+async fn the_callers_clock_decides_expiry_too() {
     let Some((store, _cleanup)) = case().await else {
         return;
     };
-    let h1 = hash(49);
-    store
-        .create(
-            &h1,
-            &record(json!({}), Some("fay"), Duration::from_secs(60)),
-        )
-        .await
-        .unwrap();
-    // The caller's clock is two minutes ahead of Redis's.
+    let mut conn = raw().await;
+    let (h1, h2) = (hash(49), hash(56));
+    for h in [&h1, &h2] {
+        store
+            .create(
+                h,
+                &record(json!({"a": 1}), Some("fay"), Duration::from_secs(60)),
+            )
+            .await
+            .unwrap();
+    }
+    // The caller's clock is two minutes ahead of Redis's: for it, both sessions have expired
+    // although Redis still holds them.
     let later = SystemClock.now().saturating_add(Duration::from_secs(120));
     assert_eq!(store.count(later).await.unwrap(), 0);
     assert!(store.load(&h1, later).await.unwrap().is_none());
-    assert_eq!(store.purge_expired(later, 1000).await.unwrap(), 1);
-    let mut conn = raw().await;
+    let patch = Patch {
+        set: vec![("b".into(), json!(2))],
+        updated_at: later,
+        ..Patch::default()
+    };
+    assert!(!store.save(&h1, &patch).await.unwrap());
+    let far = later.saturating_add(Duration::from_secs(3600));
+    assert!(!store.touch(&h1, far, later).await.unwrap());
+    assert!(!store.rotate(&h1, &hash(57), &patch).await.unwrap());
+    let untouched = store.load(&h1, SystemClock.now()).await.unwrap().unwrap();
+    assert_eq!(Value::Object(untouched.data), json!({"a": 1}));
+    assert!(pttl(&mut conn, &store.session_key(&h1)).await <= 60_000);
+
+    // create may take over a name whose record has expired, cleaning up its index entry.
+    let mut replacement = record(json!({"new": true}), Some("gil"), Duration::from_secs(60));
+    replacement.created_at = later;
+    replacement.expires_at = far;
+    store.create(&h2, &replacement).await.unwrap();
+    assert_eq!(store.load(&h2, later).await.unwrap(), Some(replacement));
+    let fay: Vec<String> = redis::cmd("ZRANGE")
+        .arg(store.user_index_key("fay"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(fay, vec![h1.to_string()]);
+
+    assert_eq!(
+        store.purge_expired(later, 1000).await.unwrap(),
+        1,
+        "h1 only"
+    );
     assert_eq!(pttl(&mut conn, &store.session_key(&h1)).await, -2);
     assert_eq!(pttl(&mut conn, &store.user_index_key("fay")).await, -2);
+    assert_eq!(store.count(later).await.unwrap(), 1);
 }
 
 #[tokio::test]
