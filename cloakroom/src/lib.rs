@@ -51,7 +51,7 @@ pub use key::{Key, KeyRing, MIN_SECRET_BYTES};
 pub use layer::{LazySession, LoadError, SessionLayer, SessionService};
 pub use record::{Data, Patch, Record};
 pub use session::{Flash, Session};
-pub use store::Store;
+pub use store::{Percentiles, Store, StoreStats};
 #[cfg(feature = "cookie")]
 pub use stores::cookie::CookieStore;
 #[cfg(feature = "file")]

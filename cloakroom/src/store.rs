@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::Serialize;
 
 use crate::error::StoreError;
 use crate::record::{Patch, Record};
@@ -96,6 +97,70 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `limit` records that expired at `now`; returns how many went. Call again
     /// until it returns less than `limit` to purge everything.
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError>;
+
+    /// Creates the schema if it is missing, or checks it. Idempotent; stores without a schema
+    /// do nothing.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Figures for operators. The default knows only the live count; stores fill in what they
+    /// can tell cheaply (`None` or empty where they cannot).
+    async fn stats(&self, now: Timestamp, top_users: usize) -> Result<StoreStats, StoreError> {
+        let _ = top_users;
+        Ok(StoreStats {
+            live: self.count(now).await?,
+            ..StoreStats::default()
+        })
+    }
+}
+
+/// What a store can tell about its sessions, for `cloakroom stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Live sessions.
+    pub live: u64,
+    /// Expired sessions not purged yet (`None` where the store expires them natively).
+    pub expired: Option<u64>,
+    /// Users with the most live sessions, most first.
+    pub top_users: Vec<(String, u64)>,
+    /// Creation time of the oldest live session.
+    pub oldest: Option<Timestamp>,
+    /// Creation time of the newest live session.
+    pub newest: Option<Timestamp>,
+    /// Size of live sessions' serialized data, in bytes.
+    pub data_bytes: Option<Percentiles>,
+}
+
+/// A distribution summarized by its percentiles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+impl Percentiles {
+    /// Percentiles of `values` (sorted here); `None` when there are none.
+    pub fn of(mut values: Vec<u64>) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_unstable();
+        let at = |q: usize| values[(values.len() - 1) * q / 100];
+        Some(Self {
+            p50: at(50),
+            p90: at(90),
+            p99: at(99),
+            max: values[values.len() - 1],
+        })
+    }
 }
 
 macro_rules! forward_store {
@@ -159,6 +224,12 @@ macro_rules! forward_store {
             }
             async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
                 (**self).purge_expired(now, limit).await
+            }
+            async fn migrate(&self) -> Result<(), StoreError> {
+                (**self).migrate().await
+            }
+            async fn stats(&self, now: Timestamp, top_users: usize) -> Result<StoreStats, StoreError> {
+                (**self).stats(now, top_users).await
             }
         }
     )*};

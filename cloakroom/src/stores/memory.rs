@@ -8,7 +8,7 @@ use parking_lot::RwLock;
 
 use crate::error::StoreError;
 use crate::record::{Patch, Record};
-use crate::store::Store;
+use crate::store::{Percentiles, Store, StoreStats};
 use crate::ticket::SessionHash;
 use crate::time::Timestamp;
 
@@ -302,8 +302,44 @@ impl Store for MemoryStore {
         }
         Ok(purged.len() as u64)
     }
-}
 
+    async fn stats(&self, now: Timestamp, top_users: usize) -> Result<StoreStats, StoreError> {
+        let mut stats = StoreStats::default();
+        let mut sizes = Vec::new();
+        let mut expired = 0;
+        let mut per_user: std::collections::HashMap<String, u64> = HashMap::new();
+        for shard in self.shards.iter() {
+            for record in shard.read().values() {
+                if !record.is_live(now) {
+                    expired += 1;
+                    continue;
+                }
+                stats.live += 1;
+                stats.oldest = Some(
+                    stats
+                        .oldest
+                        .map_or(record.created_at, |t| t.min(record.created_at)),
+                );
+                stats.newest = Some(
+                    stats
+                        .newest
+                        .map_or(record.created_at, |t| t.max(record.created_at)),
+                );
+                sizes.push(serde_json::to_vec(&record.data).map_or(0, |v| v.len() as u64));
+                if let Some(user) = &record.user_id {
+                    *per_user.entry(user.clone()).or_default() += 1;
+                }
+            }
+        }
+        stats.expired = Some(expired);
+        stats.data_bytes = Percentiles::of(sizes);
+        let mut users: Vec<(String, u64)> = per_user.into_iter().collect();
+        users.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        users.truncate(top_users);
+        stats.top_users = users;
+        Ok(stats)
+    }
+}
 /// Session hashes are already uniformly random, so the map can use their first bytes as the hash
 /// instead of running SipHash over all 32.
 #[derive(Default)]

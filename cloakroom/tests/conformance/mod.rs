@@ -148,6 +148,7 @@ macro_rules! conformance_suite {
             delete_reports_whether_it_removed,
             user_index_lists_and_revokes,
             count_and_purge_only_touch_expired,
+            stats_report_what_the_store_can_tell,
             layer_keeps_all_twenty_concurrent_keys,
             layer_logout_beats_an_in_flight_write,
             two_layers_share_one_store
@@ -561,6 +562,41 @@ pub async fn count_and_purge_only_touch_expired(h: &Harness) {
             .is_empty()
     );
     assert_eq!(h.store.purge_expired(h.now(), 1000).await.unwrap(), 0);
+}
+
+pub async fn stats_report_what_the_store_can_tell(h: &Harness) {
+    h.store.migrate().await.expect("migrate is idempotent");
+    let before = h.store.stats(h.now(), 10).await.unwrap().live;
+    let user = format!("stats-{}", hash(0));
+    for n in 40..42 {
+        h.store
+            .create(&hash(n), &record(h, HOUR, json!({"n": n}), Some(&user)))
+            .await
+            .unwrap();
+    }
+    h.store
+        .create(
+            &hash(42),
+            &record(h, HOUR, json!({"big": "x".repeat(1000)}), None),
+        )
+        .await
+        .unwrap();
+    let stats = h.store.stats(h.now(), 1000).await.unwrap();
+    assert_eq!(stats.live, before + 3);
+    // Stores that report users must report this one correctly.
+    if !stats.top_users.is_empty() {
+        assert!(
+            stats.top_users.contains(&(user.clone(), 2)),
+            "{:?}",
+            stats.top_users
+        );
+    }
+    if let Some(sizes) = stats.data_bytes {
+        assert!(sizes.max >= 1000, "{sizes:?}");
+    }
+    if let (Some(oldest), Some(newest)) = (stats.oldest, stats.newest) {
+        assert!(oldest <= newest);
+    }
 }
 
 // ---- through the layer ----
