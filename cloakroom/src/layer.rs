@@ -18,6 +18,7 @@ use crate::config::SessionLayerBuilder;
 use crate::cookie::{CookieConfig, Incoming};
 use crate::error::{Error, StoreError};
 use crate::key::KeyRing;
+use crate::observe::{self, Event, timed};
 use crate::record::{Patch, Record};
 use crate::session::{Id, Session, State, Stored};
 use crate::store::Store;
@@ -271,8 +272,12 @@ impl Lazy {
         };
         let hash = verified.ticket.hash();
         let span = tracing::debug_span!("cloakroom.load", session = %hash.short());
-        match shared.store.load(&hash, now).instrument(span).await {
+        match timed("load", shared.store.load(&hash, now))
+            .instrument(span)
+            .await
+        {
             Ok(Some(record)) if shared.is_live(&record, now) => {
+                observe::count(Event::Loaded);
                 let stored = Stored {
                     id: Some(Id {
                         ticket: verified.ticket,
@@ -416,7 +421,8 @@ async fn persist(
     let store = &shared.store;
     if let Some(hash) = destroyed {
         let span = tracing::debug_span!("cloakroom.destroy", session = %hash.short());
-        store.delete(hash).instrument(span).await?;
+        timed("delete", store.delete(hash)).instrument(span).await?;
+        observe::count(Event::Destroyed);
     }
     let signed = |ticket: &Ticket, persistent, expires_at| {
         let value = shared.keys.sign(&shared.cookie.name, ticket);
@@ -427,6 +433,7 @@ async fn persist(
         Work::Remove => Ok(Some(shared.cookie.removal())),
         Work::Create { record, persistent } => {
             let ticket = create(store.as_ref(), &record).await?;
+            observe::count(Event::Created);
             Ok(Some(signed(&ticket, persistent, record.expires_at)))
         }
         Work::Update {
@@ -438,10 +445,14 @@ async fn persist(
         } => {
             if !patch.is_empty() {
                 let span = tracing::debug_span!("cloakroom.save", session = %id.hash.short());
-                if !store.save(&id.hash, &patch).instrument(span).await? {
+                if !timed("save", store.save(&id.hash, &patch))
+                    .instrument(span)
+                    .await?
+                {
                     // Ended elsewhere meanwhile (logout, revocation, expiry): never resurrect.
                     return Ok(Some(shared.cookie.removal()));
                 }
+                observe::count(Event::Saved);
             }
             Ok(resend.then(|| signed(&id.ticket, persistent, expires_at)))
         }
@@ -454,13 +465,13 @@ async fn persist(
             let ticket = Ticket::generate()?;
             let span = tracing::debug_span!("cloakroom.rotate", session = %id.hash.short(),
                 new = %ticket.hash().short());
-            if !store
-                .rotate(&id.hash, &ticket.hash(), &patch)
+            if !timed("rotate", store.rotate(&id.hash, &ticket.hash(), &patch))
                 .instrument(span)
                 .await?
             {
                 return Ok(Some(shared.cookie.removal()));
             }
+            observe::count(Event::Saved);
             Ok(Some(signed(&ticket, persistent, expires_at)))
         }
     }
@@ -539,7 +550,10 @@ async fn create(store: &dyn Store, record: &Record) -> Result<Ticket, Error> {
         let ticket = Ticket::generate()?;
         let hash = ticket.hash();
         let span = tracing::debug_span!("cloakroom.create", session = %hash.short());
-        match store.create(&hash, record).instrument(span).await {
+        match timed("create", store.create(&hash, record))
+            .instrument(span)
+            .await
+        {
             Ok(()) => return Ok(ticket),
             Err(StoreError::Collision) if attempts < 2 => attempts += 1,
             Err(error) => return Err(error.into()),

@@ -33,6 +33,7 @@ mod error;
 mod extract;
 mod key;
 mod layer;
+mod observe;
 mod record;
 mod session;
 mod store;
