@@ -1,5 +1,6 @@
 //! Redis goes away mid-run and comes back: the app answers 503 meanwhile, never panics, never
-//! hands out an empty session in place of the real one, and recovers by itself.
+//! hands out an empty session in place of the real one, and recovers by itself. And a
+//! connection that goes silent fails fast and is replaced.
 //!
 //! The test runs its own `redis-server` (from `PATH`) on a free port, so it never disturbs the
 //! shared one. Without a `redis-server` binary it prints "skipped" (or fails under
@@ -11,13 +12,19 @@ mod conformance;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::routing::{get, post};
-use cloakroom::{Key, RedisStore, Session, SessionLayer};
+use cloakroom::Session;
+use cloakroom::{
+    Clock, Key, Record, RedisStore, SessionHash, SessionLayer, Store, StoreError, SystemClock,
+};
 use http::{Request, StatusCode, header};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
 /// Answers must come back within this, outage or not.
@@ -311,4 +318,122 @@ async fn redis_outage_gives_503_keeps_the_session_and_recovers() {
         "the outage test took {:?}",
         started.elapsed()
     );
+}
+
+/// A TCP proxy in front of Redis that can make its open connections go silent, the way a
+/// connection does when a firewall or NAT forgets it after a failover: bytes vanish, nothing is
+/// closed. Connections opened after [`Proxy::freeze`] work normally.
+struct Proxy {
+    port: u16,
+    epoch: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let epoch = Arc::new(AtomicU64::new(0));
+        let shared = Arc::clone(&epoch);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let born = shared.load(Ordering::SeqCst);
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pipe(client_read, server_write, Arc::clone(&shared), born));
+                tokio::spawn(pipe(server_read, client_write, Arc::clone(&shared), born));
+            }
+        });
+        Self { port, epoch, task }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Every connection open now stops forwarding, without closing.
+    fn freeze(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    epoch: Arc<AtomicU64>,
+    born: u64,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if epoch.load(Ordering::SeqCst) != born {
+            // Frozen: hold both sockets open and never pass anything on again.
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_gone_silent_times_out_quickly_and_is_replaced() {
+    let server = match RedisServer::start() {
+        Ok(server) => server,
+        Err(error) => {
+            conformance::skip("redis-server", format!("cannot run redis-server: {error}"));
+            return;
+        }
+    };
+    server.wait_ready().await;
+    let proxy = Proxy::start(server.port).await;
+    let timeout = Duration::from_millis(300);
+    let store = RedisStore::connect(&proxy.url())
+        .await
+        .unwrap()
+        .with_timeout(timeout);
+    let hash = SessionHash::from_bytes([7; 32]);
+    let now = SystemClock.now();
+    let record = Record {
+        data: serde_json::from_str(r#"{"a": 1}"#).unwrap(),
+        user_id: None,
+        created_at: now,
+        updated_at: now,
+        expires_at: now.saturating_add(Duration::from_secs(60)),
+    };
+    store.create(&hash, &record).await.unwrap();
+
+    proxy.freeze();
+    let started = Instant::now();
+    let error = store
+        .load(&hash, now)
+        .await
+        .expect_err("a silent connection cannot answer");
+    assert!(
+        started.elapsed() < timeout + Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("did not answer within"),
+        "{error}"
+    );
+
+    // The store gave up on that connection: the next operation opens a new one and works.
+    let loaded = store.load(&hash, now).await.unwrap();
+    assert_eq!(loaded, Some(record));
 }

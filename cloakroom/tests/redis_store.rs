@@ -582,9 +582,13 @@ async fn connect_by_url_takes_the_prefix_option() {
         return;
     };
     let prefix = cleanup.0.clone().unwrap();
-    let store = cloakroom::stores::connect(&format!("{}?prefix={prefix}", url()))
-        .await
-        .unwrap();
+    let store = cloakroom::stores::connect(&format!(
+        "{}{}prefix={prefix}",
+        url(),
+        if url().contains('?') { '&' } else { '?' }
+    ))
+    .await
+    .unwrap();
     assert_eq!(store.name(), "redis");
     let h1 = hash(55);
     store
