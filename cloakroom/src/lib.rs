@@ -34,6 +34,8 @@ mod extract;
 mod key;
 mod layer;
 mod observe;
+#[cfg(feature = "purge")]
+mod purge;
 mod record;
 mod session;
 mod store;
@@ -50,6 +52,11 @@ pub use error::{Error, StoreError};
 pub use extract::SessionRejection;
 pub use key::{Key, KeyRing, MIN_SECRET_BYTES};
 pub use layer::{LazySession, LoadError, SessionLayer, SessionService};
+#[cfg(feature = "purge")]
+pub use purge::{
+    DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF, DEFAULT_PURGE_BATCH, DEFAULT_PURGE_INTERVAL,
+    PurgeHandle, Purger,
+};
 pub use record::{Data, Patch, Record};
 pub use session::{Flash, Session};
 pub use store::{Percentiles, Store, StoreStats};
