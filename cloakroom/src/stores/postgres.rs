@@ -1,21 +1,522 @@
-//! The PostgreSQL store. (Stub: being implemented.)
+//! The PostgreSQL store: sessions as rows with a JSONB `data` column, for several app instances
+//! sharing one database.
+//!
+//! Every store call is one SQL statement, so one round trip: a patch is applied by the server
+//! (`(data - removed) || set`) to whatever the row holds when the statement runs, and row locking
+//! makes concurrent patches to one session queue up instead of overwriting each other.
 
 use std::sync::Arc;
 
-use crate::error::StoreError;
-use crate::store::Store;
-use crate::stores::StoreUrl;
+use async_trait::async_trait;
+use serde::ser::{Serialize, Serializer};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, Row, SqlSafeStr, SqlStr};
 
-/// Keeps sessions in PostgreSQL.
-#[derive(Debug)]
+use crate::error::StoreError;
+use crate::record::{Data, Patch, Record};
+use crate::store::{Percentiles, Store, StoreStats};
+use crate::stores::{StoreUrl, checked_table_name};
+use crate::ticket::SessionHash;
+use crate::time::Timestamp;
+
+// Shared with the other SQL store. Until `stores/mod.rs` declares `mod sql` (then this becomes
+// `use super::sql;`), each SQL store includes it as its own submodule.
+#[allow(clippy::duplicate_mod)]
+#[path = "sql.rs"]
+mod sql;
+
+const NAME: &str = "postgres";
+
+/// Keeps sessions in PostgreSQL, one row per session, shared by every app instance that uses the
+/// same database and table.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), cloakroom::StoreError> {
+/// use cloakroom::PostgresStore;
+///
+/// // Creates the table if needed; `?table=` picks another one than `cloakroom_sessions`.
+/// let store = PostgresStore::connect("postgres://app@db.internal/app?table=sessions").await?;
+/// # Ok(()) }
+/// ```
+///
+/// The table (created by [`migrate`](Self::migrate)):
+///
+/// | column | type | |
+/// |---|---|---|
+/// | `id` | `TEXT` primary key | SHA-256 of the ticket, 64 hex digits; never the ticket itself |
+/// | `user_id` | `TEXT` null | indexed (partial index on non-null values) |
+/// | `data` | `JSONB` | the session's key/value data |
+/// | `created_at`, `updated_at`, `expires_at` | `BIGINT` | Unix milliseconds; `expires_at` indexed |
+///
+/// Expired rows are invisible to every call but stay until [`Store::purge_expired`] deletes them:
+/// run it periodically (e.g. every few minutes with a limit of a few thousand).
+///
+/// PostgreSQL cannot keep the NUL character (U+0000) in `jsonb` or `text`; session data or user
+/// ids containing it are refused with [`StoreError::Config`].
+#[derive(Debug, Clone)]
 pub struct PostgresStore {
-    _private: (),
+    pool: PgPool,
+    table: String,
+    sql: Arc<Statements>,
+}
+
+/// The statements for one table, built once: identifiers cannot be bound as parameters, so the
+/// (checked) table name is spliced in here and nowhere else.
+#[derive(Debug)]
+struct Statements {
+    load: SqlStr,
+    create: SqlStr,
+    save: SqlStr,
+    rotate: SqlStr,
+    delete: SqlStr,
+    list_user: SqlStr,
+    revoke_user: SqlStr,
+    count: SqlStr,
+    purge: SqlStr,
+    stats: SqlStr,
+    top_users: SqlStr,
+}
+
+impl Statements {
+    fn new(table: &str) -> Self {
+        let t = format!("\"{table}\"");
+        let sql = |text: String| AssertSqlSafe(text).into_sql_str();
+        // $1 = id (old id for rotate), $2 = whether the data changes, $3 = clear, $4 = removed
+        // keys, $5 = keys to set, $6 = whether user_id changes, $7 = new user_id, $8 = new expiry,
+        // $9 = now. The data expression is guarded by $2 so that a touch leaves the (possibly
+        // TOASTed) JSONB untouched instead of rewriting an identical copy.
+        let set = "data = CASE WHEN $2 \
+                THEN (CASE WHEN $3 THEN '{}'::jsonb ELSE data END - $4::text[]) || $5::jsonb \
+                ELSE data END, \
+             user_id = CASE WHEN $6 THEN $7::text ELSE user_id END, \
+             expires_at = COALESCE($8::bigint, expires_at), \
+             updated_at = $9";
+        let columns = "user_id, data, created_at, updated_at, expires_at";
+        Self {
+            load: sql(format!(
+                "SELECT {columns} FROM {t} WHERE id = $1 AND expires_at > $2"
+            )),
+            // Only an expired row may be replaced, and only in this same statement; a live one
+            // makes the upsert update nothing, which `create` reports as a collision.
+            create: sql(format!(
+                "INSERT INTO {t} AS s (id, {columns}) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (id) DO UPDATE SET user_id = EXCLUDED.user_id, data = EXCLUDED.data, \
+                 created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
+                 expires_at = EXCLUDED.expires_at \
+                 WHERE s.expires_at <= EXCLUDED.created_at"
+            )),
+            save: sql(format!(
+                "UPDATE {t} SET {set} WHERE id = $1 AND expires_at > $9"
+            )),
+            rotate: sql(format!(
+                "UPDATE {t} SET id = $10, {set} WHERE id = $1 AND expires_at > $9"
+            )),
+            delete: sql(format!("DELETE FROM {t} WHERE id = $1")),
+            list_user: sql(format!(
+                "SELECT id, {columns} FROM {t} WHERE user_id = $1 AND expires_at > $2 \
+                 ORDER BY created_at, id"
+            )),
+            revoke_user: sql(format!(
+                "DELETE FROM {t} WHERE user_id = $1 AND id IS DISTINCT FROM $2"
+            )),
+            count: sql(format!("SELECT COUNT(*) FROM {t} WHERE expires_at > $1")),
+            // SKIP LOCKED lets several instances purge at once without queueing on each other's
+            // rows; the outer condition is checked again on the row as it is when deleted, so a
+            // row that `create` replaced meanwhile survives.
+            purge: sql(format!(
+                "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= $1 \
+                 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) AND expires_at <= $1"
+            )),
+            // One pass over the table; sizes are of the text PostgreSQL renders, which is close
+            // to (a little larger than) cloakroom's compact JSON.
+            stats: sql(format!(
+                "SELECT COUNT(*) FILTER (WHERE expires_at > $1), \
+                 COUNT(*) FILTER (WHERE expires_at <= $1), \
+                 MIN(created_at) FILTER (WHERE expires_at > $1), \
+                 MAX(created_at) FILTER (WHERE expires_at > $1), \
+                 percentile_disc(ARRAY[0.5, 0.9, 0.99]::float8[]) \
+                 WITHIN GROUP (ORDER BY octet_length(data::text)) FILTER (WHERE expires_at > $1), \
+                 MAX(octet_length(data::text)) FILTER (WHERE expires_at > $1) \
+                 FROM {t}"
+            )),
+            top_users: sql(format!(
+                "SELECT user_id, COUNT(*) FROM {t} WHERE user_id IS NOT NULL AND expires_at > $1 \
+                 GROUP BY user_id ORDER BY COUNT(*) DESC, user_id LIMIT $2"
+            )),
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` and creates the table if it does not exist.
+    ///
+    /// `url` is a PostgreSQL URL as sqlx takes it (`postgres://user:password@host:5432/db`,
+    /// with options like `?sslmode=require`), plus cloakroom's `table=` option. The pool opened
+    /// here waits at most 3 seconds for a connection, so an unreachable database gives
+    /// [`StoreError::Unavailable`] rather than hanging requests; to tune the pool, build it
+    /// yourself and use [`new`](Self::new).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_parsed(&StoreUrl::parse(url)?).await
+    }
+
+    async fn connect_parsed(url: &StoreUrl) -> Result<Self, StoreError> {
+        if url.scheme != "postgres" {
+            return Err(StoreError::Config(format!(
+                "{} is not a PostgreSQL URL: it must start with postgres:// or postgresql://",
+                url.redacted()
+            )));
+        }
+        let table = url.option("table").unwrap_or(sql::DEFAULT_TABLE);
+        // Checked before connecting: a typo in the configuration should not cost a connection.
+        checked_table_name(table)?;
+        let pool = sql::pool_options()
+            .connect(&url.driver_url)
+            .await
+            .map_err(|e| sql::connect_error(NAME, &url.redacted(), e))?;
+        let store = Self::new(pool).with_table(table)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A store over an existing pool, using the table `cloakroom_sessions`.
+    ///
+    /// Call [`migrate`](Self::migrate) once at startup unless the table is created elsewhere.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            table: sql::DEFAULT_TABLE.to_owned(),
+            sql: Arc::new(Statements::new(sql::DEFAULT_TABLE)),
+        }
+    }
+
+    /// Uses the table `name` instead; fails unless it is a plain identifier (letters, digits and
+    /// underscores), since it is spliced into SQL.
+    pub fn with_table(mut self, name: &str) -> Result<Self, StoreError> {
+        let name = checked_table_name(name)?;
+        self.table = name.to_owned();
+        self.sql = Arc::new(Statements::new(name));
+        Ok(self)
+    }
+
+    /// The table sessions are kept in.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The connection pool, e.g. to share it with the rest of the app.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Creates the table and its indexes if they do not exist. Safe to run on every startup and
+    /// from several instances at once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let t = format!("\"{}\"", self.table);
+        let user_index = index_name(&self.table, "user_id_idx");
+        let expiry_index = index_name(&self.table, "expires_at_idx");
+        let statements = [
+            format!(
+                "CREATE TABLE IF NOT EXISTS {t} (\
+                 id TEXT COLLATE \"C\" PRIMARY KEY, \
+                 user_id TEXT COLLATE \"C\", \
+                 data JSONB NOT NULL, \
+                 created_at BIGINT NOT NULL, \
+                 updated_at BIGINT NOT NULL, \
+                 expires_at BIGINT NOT NULL)"
+            ),
+            // Most sessions are anonymous; indexing only bound ones keeps the index small.
+            format!(
+                "CREATE INDEX IF NOT EXISTS \"{user_index}\" ON {t} (user_id) \
+                 WHERE user_id IS NOT NULL"
+            ),
+            format!("CREATE INDEX IF NOT EXISTS \"{expiry_index}\" ON {t} (expires_at)"),
+        ];
+        let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
+        // `IF NOT EXISTS` is not safe against itself: two sessions creating the same table at
+        // once can both pass the check and one then fails on the catalog's unique index. An
+        // advisory lock (released at commit) makes concurrent migrations take turns.
+        sqlx::query("SELECT pg_advisory_xact_lock(1668050802, hashtext($1))")
+            .bind(self.table.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        for statement in statements {
+            sqlx::query(AssertSqlSafe(statement))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        tx.commit().await.map_err(|e| self.error(e))
+    }
+
+    /// Turns a driver error into the store error that says what to do.
+    fn error(&self, error: sqlx::Error) -> StoreError {
+        if let sqlx::Error::Database(db) = &error {
+            if db.is_unique_violation() {
+                return StoreError::Collision;
+            }
+            match db.code().as_deref() {
+                // The NUL character in jsonb (22P05) or text (22021); a user id too long for
+                // the index (54000). Retrying cannot help, so this is not "unavailable".
+                Some("22P05" | "22021" | "54000") => {
+                    return StoreError::Config(format!(
+                        "PostgreSQL refused the session data or user id: {}; it cannot store \
+                         the NUL character (U+0000) in jsonb or text, nor index user ids over \
+                         about 2,700 bytes",
+                        db.message()
+                    ));
+                }
+                Some("42P01") => {
+                    let hint = format!(
+                        "table {:?} is missing: call PostgresStore::migrate() at startup \
+                         (PostgresStore::connect does)",
+                        self.table
+                    );
+                    return StoreError::unavailable(NAME, sql::Explained { error, hint });
+                }
+                _ => {}
+            }
+        }
+        StoreError::unavailable(NAME, error)
+    }
+
+    /// Runs a patch as `save` (no `new`) or `rotate`; `true` if a live row took it.
+    async fn update(
+        &self,
+        statement: &SqlStr,
+        id: &SessionHash,
+        new: Option<&SessionHash>,
+        patch: &Patch,
+    ) -> Result<bool, StoreError> {
+        let mut query = sqlx::query(statement.clone())
+            .bind(id.to_string())
+            .bind(patch.changes_data())
+            .bind(patch.clear)
+            .bind(patch.remove.as_slice())
+            .bind(Json(SetObject(&patch.set)))
+            .bind(patch.user_id.is_some())
+            .bind(patch.user_id.as_ref().and_then(Option::as_deref))
+            .bind(patch.expires_at.map(Timestamp::as_unix_millis))
+            .bind(patch.updated_at.as_unix_millis());
+        if let Some(new) = new {
+            query = query.bind(new.to_string());
+        }
+        let done = query.execute(&self.pool).await.map_err(|e| self.error(e))?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+/// An index name unique to `table` within 63 bytes (PostgreSQL silently truncates longer names,
+/// and two long table names could then end up sharing one index name, so that `IF NOT EXISTS`
+/// skips creating the second table's index).
+fn index_name(table: &str, suffix: &str) -> String {
+    if table.len() + 1 + suffix.len() <= 63 {
+        return format!("{table}_{suffix}");
+    }
+    let digest = Sha256::digest(table.as_bytes());
+    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    // Table names are ASCII (checked), so byte slicing is on character boundaries.
+    let keep = 63 - suffix.len() - tag.len() - 2;
+    format!("{}_{tag}_{suffix}", &table[..keep.min(table.len())])
+}
+
+/// The keys a patch sets, serialized as one JSON object without copying the values.
+struct SetObject<'a>(&'a [(String, Value)]);
+
+impl Serialize for SetObject<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // A key set twice keeps its last value, as `Patch::apply_to` would.
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+fn decode_record(row: &PgRow) -> Result<Record, StoreError> {
+    let corrupt =
+        |column: &str, e: sqlx::Error| StoreError::corrupt(NAME, format!("{column}: {e}"));
+    let Json(data): Json<Data> = row.try_get("data").map_err(|e| corrupt("data", e))?;
+    let millis = |column: &str| {
+        row.try_get::<i64, _>(column)
+            .map(Timestamp::from_unix_millis)
+            .map_err(|e| corrupt(column, e))
+    };
+    Ok(Record {
+        data,
+        user_id: row.try_get("user_id").map_err(|e| corrupt("user_id", e))?,
+        created_at: millis("created_at")?,
+        updated_at: millis("updated_at")?,
+        expires_at: millis("expires_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn create(&self, hash: &SessionHash, record: &Record) -> Result<(), StoreError> {
+        let done = sqlx::query(self.sql.create.clone())
+            .bind(hash.to_string())
+            .bind(record.user_id.as_deref())
+            .bind(Json(&record.data))
+            .bind(record.created_at.as_unix_millis())
+            .bind(record.updated_at.as_unix_millis())
+            .bind(record.expires_at.as_unix_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Collision);
+        }
+        Ok(())
+    }
+
+    async fn load(&self, hash: &SessionHash, now: Timestamp) -> Result<Option<Record>, StoreError> {
+        let row = sqlx::query(self.sql.load.clone())
+            .bind(hash.to_string())
+            .bind(now.as_unix_millis())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        row.as_ref().map(decode_record).transpose()
+    }
+
+    async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
+        self.update(&self.sql.save, hash, None, patch).await
+    }
+
+    async fn rotate(
+        &self,
+        old: &SessionHash,
+        new: &SessionHash,
+        patch: &Patch,
+    ) -> Result<bool, StoreError> {
+        self.update(&self.sql.rotate, old, Some(new), patch).await
+    }
+
+    async fn delete(&self, hash: &SessionHash) -> Result<bool, StoreError> {
+        let done = sqlx::query(self.sql.delete.clone())
+            .bind(hash.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_user(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<(SessionHash, Record)>, StoreError> {
+        let rows = sqlx::query(self.sql.list_user.clone())
+            .bind(user_id)
+            .bind(now.as_unix_millis())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row
+                    .try_get("id")
+                    .map_err(|e| StoreError::corrupt(NAME, format!("id: {e}")))?;
+                Ok((sql::parse_hash(NAME, &id)?, decode_record(row)?))
+            })
+            .collect()
+    }
+
+    async fn revoke_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionHash>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.sql.revoke_user.clone())
+            .bind(user_id)
+            .bind(except.map(SessionHash::to_string))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn count(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(self.sql.count.clone())
+            .bind(now.as_unix_millis())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.sql.purge.clone())
+            .bind(now.as_unix_millis())
+            .bind(sql::sql_limit(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        PostgresStore::migrate(self).await
+    }
+
+    async fn stats(&self, now: Timestamp, top_users: usize) -> Result<StoreStats, StoreError> {
+        let row = sqlx::query(self.sql.stats.clone())
+            .bind(now.as_unix_millis())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        let decode = |e: sqlx::Error| StoreError::corrupt(NAME, format!("stats: {e}"));
+        let count = |i: usize| -> Result<u64, StoreError> {
+            let n: i64 = row.try_get(i).map_err(decode)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        let time = |i: usize| -> Result<Option<Timestamp>, StoreError> {
+            let t: Option<i64> = row.try_get(i).map_err(decode)?;
+            Ok(t.map(Timestamp::from_unix_millis))
+        };
+        let sizes: Option<Vec<i32>> = row.try_get(4).map_err(decode)?;
+        let max_size: Option<i32> = row.try_get(5).map_err(decode)?;
+        let bytes = |n: i32| u64::try_from(n).unwrap_or(0);
+        let data_bytes = match (sizes.as_deref(), max_size) {
+            (Some(&[p50, p90, p99]), Some(max)) => Some(Percentiles {
+                p50: bytes(p50),
+                p90: bytes(p90),
+                p99: bytes(p99),
+                max: bytes(max),
+            }),
+            _ => None,
+        };
+        let mut stats = StoreStats {
+            live: count(0)?,
+            expired: Some(count(1)?),
+            oldest: time(2)?,
+            newest: time(3)?,
+            data_bytes,
+            ..StoreStats::default()
+        };
+        if top_users > 0 {
+            let rows = sqlx::query(self.sql.top_users.clone())
+                .bind(now.as_unix_millis())
+                .bind(sql::sql_limit(top_users))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.error(e))?;
+            for row in rows {
+                let user: String = row.try_get(0).map_err(decode)?;
+                let n: i64 = row.try_get(1).map_err(decode)?;
+                stats.top_users.push((user, u64::try_from(n).unwrap_or(0)));
+            }
+        }
+        Ok(stats)
+    }
 }
 
 /// Opens the store for [`connect`](crate::stores::connect).
 pub(crate) async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
-    Err(StoreError::Config(format!(
-        "the PostgreSQL store is not implemented yet ({})",
-        url.redacted()
-    )))
+    Ok(Arc::new(PostgresStore::connect_parsed(url).await?))
 }
