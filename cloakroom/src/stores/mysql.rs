@@ -1,21 +1,608 @@
-//! The MySQL / MariaDB store. (Stub: being implemented.)
-
+//! The MySQL / MariaDB store: sessions as rows with a JSON `data` column, for several app
+//! instances sharing one database.
+//!
+//! A patch is one `UPDATE` that rewrites `data` with `JSON_REMOVE`/`JSON_SET` on the server, so
+//! it applies to whatever the row holds when the statement runs; InnoDB's row lock makes
+//! concurrent patches to one session queue up instead of overwriting each other.
+//!
+//! MariaDB needs three precautions, each covered by the tests:
+//! - `JSON` is an alias of `LONGTEXT` there, so values are passed through `JSON_EXTRACT(?, '$')`,
+//!   which makes the server treat them as JSON; a plain string parameter would be stored as a JSON
+//!   *string* holding the text.
+//! - `JSON_REMOVE` with several paths from statement parameters misses non-ASCII names after an
+//!   odd number of removals (it rescans its intermediate result in the wrong character set;
+//!   seen on 10.11). All JSON cloakroom writes is therefore pure ASCII, with other characters as
+//!   `\uXXXX` escapes, which every charset reads alike. MySQL parses it into its binary format
+//!   and is unaffected either way.
+//! - A quoted path name starting with `-` is rejected as a syntax error, so that `-` is escaped.
 use std::sync::Arc;
 
-use crate::error::StoreError;
-use crate::store::Store;
-use crate::stores::StoreUrl;
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::ser::{Formatter, Serializer};
+use sqlx::mysql::{MySql, MySqlPool, MySqlRow};
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, SqlSafeStr, SqlStr};
 
-/// Keeps sessions in MySQL / MariaDB.
-#[derive(Debug)]
+use crate::error::StoreError;
+use crate::record::{Data, Patch, Record};
+use crate::store::{Store, StoreStats};
+use crate::stores::{StoreUrl, checked_table_name};
+use crate::ticket::SessionHash;
+use crate::time::Timestamp;
+
+// Shared with the other SQL store. Until `stores/mod.rs` declares `mod sql` (then this becomes
+// `use super::sql;`), each SQL store includes it as its own submodule.
+#[allow(clippy::duplicate_mod)]
+#[path = "sql.rs"]
+mod sql;
+
+const NAME: &str = "mysql";
+
+/// The longest user id the `user_id` column holds, in bytes. Kept under InnoDB's smallest index
+/// key limit (767 bytes) so the schema works with every row format.
+pub const MAX_USER_ID_BYTES: usize = 255;
+
+/// The most placeholders one prepared statement may have (the protocol counts them in 16 bits).
+const MAX_PARAMETERS: usize = 65_535;
+
+/// Keeps sessions in MySQL (5.7 and later) or MariaDB (10.5 and later), one row per session,
+/// shared by every app instance that uses the same database and table.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), cloakroom::StoreError> {
+/// use cloakroom::MySqlStore;
+///
+/// // Creates the table if needed; `?table=` picks another one than `cloakroom_sessions`.
+/// let store = MySqlStore::connect("mysql://app:secret@db.internal/app?table=sessions").await?;
+/// # Ok(()) }
+/// ```
+///
+/// The table (created by [`migrate`](Self::migrate)):
+///
+/// | column | type | |
+/// |---|---|---|
+/// | `id` | `CHAR(64)` ASCII, primary key | SHA-256 of the ticket in hex; never the ticket itself |
+/// | `user_id` | `VARBINARY(255)` null, indexed | binary, so `alice`, `Alice` and `alice ` are three users |
+/// | `data` | `JSON` | the session's key/value data |
+/// | `created_at`, `updated_at`, `expires_at` | `BIGINT` | Unix milliseconds; `expires_at` indexed |
+///
+/// Expired rows are invisible to every call but stay until [`Store::purge_expired`] deletes them:
+/// run it periodically (e.g. every few minutes with a limit of a few thousand).
+///
+/// User ids longer than [`MAX_USER_ID_BYTES`] are refused with [`StoreError::Config`].
+#[derive(Debug, Clone)]
 pub struct MySqlStore {
-    _private: (),
+    pool: MySqlPool,
+    table: String,
+    sql: Arc<Statements>,
+}
+
+/// The fixed statements for one table, built once: identifiers cannot be bound as parameters, so
+/// the (checked) table name is spliced in here. Patches build theirs per call, since the number of
+/// keys they change varies.
+#[derive(Debug)]
+struct Statements {
+    /// The quoted table name, for the per-patch statements.
+    table: String,
+    load: SqlStr,
+    insert: SqlStr,
+    delete_expired: SqlStr,
+    delete: SqlStr,
+    list_user: SqlStr,
+    revoke_user: SqlStr,
+    count: SqlStr,
+    purge: SqlStr,
+    stats: SqlStr,
+    top_users: SqlStr,
+}
+
+impl Statements {
+    fn new(table: &str) -> Self {
+        let t = format!("`{table}`");
+        let sql = |text: String| AssertSqlSafe(text).into_sql_str();
+        let columns = "user_id, data, created_at, updated_at, expires_at";
+        Self {
+            load: sql(format!(
+                "SELECT {columns} FROM {t} WHERE id = ? AND expires_at > ?"
+            )),
+            insert: sql(format!(
+                "INSERT INTO {t} (id, {columns}) VALUES (?, ?, ?, ?, ?, ?)"
+            )),
+            delete_expired: sql(format!("DELETE FROM {t} WHERE id = ? AND expires_at <= ?")),
+            delete: sql(format!("DELETE FROM {t} WHERE id = ?")),
+            list_user: sql(format!(
+                "SELECT id, {columns} FROM {t} WHERE user_id = ? AND expires_at > ? \
+                 ORDER BY created_at, id"
+            )),
+            // `<=>` is null-safe: with no session to keep, `NOT (id <=> NULL)` holds for all.
+            revoke_user: sql(format!(
+                "DELETE FROM {t} WHERE user_id = ? AND NOT (id <=> ?)"
+            )),
+            count: sql(format!("SELECT COUNT(*) FROM {t} WHERE expires_at > ?")),
+            purge: sql(format!(
+                "DELETE FROM {t} WHERE expires_at <= ? ORDER BY expires_at LIMIT ?"
+            )),
+            stats: sql(format!(
+                "SELECT COUNT(CASE WHEN expires_at > ? THEN 1 END), \
+                 COUNT(CASE WHEN expires_at <= ? THEN 1 END), \
+                 MIN(CASE WHEN expires_at > ? THEN created_at END), \
+                 MAX(CASE WHEN expires_at > ? THEN created_at END) \
+                 FROM {t}"
+            )),
+            top_users: sql(format!(
+                "SELECT user_id, COUNT(*) AS n FROM {t} \
+                 WHERE user_id IS NOT NULL AND expires_at > ? \
+                 GROUP BY user_id ORDER BY n DESC, user_id LIMIT ?"
+            )),
+            table: t,
+        }
+    }
+}
+
+impl MySqlStore {
+    /// Connects to the database at `url` and creates the table if it does not exist.
+    ///
+    /// `url` is a MySQL URL as sqlx takes it (`mysql://user:password@host:3306/db`; `mariadb://`
+    /// works too), plus cloakroom's `table=` option. The pool opened here waits at most 3 seconds
+    /// for a connection, so an unreachable database gives [`StoreError::Unavailable`] rather than
+    /// hanging requests; to tune the pool, build it yourself and use [`new`](Self::new).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_parsed(&StoreUrl::parse(url)?).await
+    }
+
+    async fn connect_parsed(url: &StoreUrl) -> Result<Self, StoreError> {
+        if url.scheme != "mysql" {
+            return Err(StoreError::Config(format!(
+                "{} is not a MySQL URL: it must start with mysql:// or mariadb://",
+                url.redacted()
+            )));
+        }
+        let table = url.option("table").unwrap_or(sql::DEFAULT_TABLE);
+        // Checked before connecting: a typo in the configuration should not cost a connection.
+        checked_table_name(table)?;
+        // sqlx knows only the mysql:// scheme; MariaDB speaks the same protocol.
+        let driver_url = match url.driver_url.split_once("://") {
+            Some((_, rest)) => format!("mysql://{rest}"),
+            None => url.driver_url.clone(),
+        };
+        let pool = sql::pool_options()
+            .connect(&driver_url)
+            .await
+            .map_err(|e| sql::connect_error(NAME, &url.redacted(), e))?;
+        let store = Self::new(pool).with_table(table)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A store over an existing pool, using the table `cloakroom_sessions`.
+    ///
+    /// Call [`migrate`](Self::migrate) once at startup unless the table is created elsewhere.
+    pub fn new(pool: MySqlPool) -> Self {
+        Self {
+            pool,
+            table: sql::DEFAULT_TABLE.to_owned(),
+            sql: Arc::new(Statements::new(sql::DEFAULT_TABLE)),
+        }
+    }
+
+    /// Uses the table `name` instead; fails unless it is a plain identifier (letters, digits and
+    /// underscores), since it is spliced into SQL.
+    pub fn with_table(mut self, name: &str) -> Result<Self, StoreError> {
+        let name = checked_table_name(name)?;
+        self.table = name.to_owned();
+        self.sql = Arc::new(Statements::new(name));
+        Ok(self)
+    }
+
+    /// The table sessions are kept in.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The connection pool, e.g. to share it with the rest of the app.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    /// Creates the table and its indexes if they do not exist. Safe to run on every startup and
+    /// from several instances at once (it is a single `CREATE TABLE IF NOT EXISTS`, which MySQL
+    /// and MariaDB serialize on the table name's metadata lock).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        // `id` is ASCII with a binary collation: hex digits need no more, and comparisons are
+        // exact and cheap. The table's utf8mb4 default matters on MariaDB, where `data` is text.
+        let statement = format!(
+            "CREATE TABLE IF NOT EXISTS {} (\
+             id CHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL, \
+             user_id VARBINARY({MAX_USER_ID_BYTES}) NULL, \
+             data JSON NOT NULL, \
+             created_at BIGINT NOT NULL, \
+             updated_at BIGINT NOT NULL, \
+             expires_at BIGINT NOT NULL, \
+             PRIMARY KEY (id), \
+             KEY user_id_idx (user_id), \
+             KEY expires_at_idx (expires_at)\
+             ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+            self.sql.table
+        );
+        sqlx::query(AssertSqlSafe(statement))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Turns a driver error into the store error that says what to do.
+    fn error(&self, error: sqlx::Error) -> StoreError {
+        if let sqlx::Error::Database(db) = &error {
+            if db.is_unique_violation() {
+                return StoreError::Collision;
+            }
+            if db.code().as_deref() == Some("42S02") {
+                let hint = format!(
+                    "table {:?} is missing: call MySqlStore::migrate() at startup \
+                     (MySqlStore::connect does)",
+                    self.table
+                );
+                return StoreError::unavailable(NAME, sql::Explained { error, hint });
+            }
+        }
+        StoreError::unavailable(NAME, error)
+    }
+
+    /// Runs a patch as `save` (no `new`) or `rotate`; `true` if a live row took it.
+    async fn update(
+        &self,
+        id: &SessionHash,
+        new: Option<&SessionHash>,
+        patch: &Patch,
+    ) -> Result<bool, StoreError> {
+        if let Some(Some(user_id)) = &patch.user_id {
+            check_user_id(user_id)?;
+        }
+        let removed: &[String] = if patch.clear { &[] } else { &patch.remove };
+        let parameters = usize::from(new.is_some())
+            + removed.len()
+            + 2 * patch.set.len()
+            + usize::from(patch.user_id.is_some())
+            + usize::from(patch.expires_at.is_some())
+            + 3;
+        if parameters > MAX_PARAMETERS {
+            return Err(StoreError::Config(format!(
+                "a patch changing {} keys needs {parameters} statement parameters, more than \
+                 MySQL's {MAX_PARAMETERS}; change fewer keys per request",
+                patch.set.len() + removed.len()
+            )));
+        }
+
+        let mut query = QueryBuilder::<MySql>::new("UPDATE ");
+        query.push(&self.sql.table).push(" SET updated_at = ");
+        query.push_bind(patch.updated_at.as_unix_millis());
+        if let Some(new) = new {
+            query.push(", id = ").push_bind(new.to_string());
+        }
+        if patch.changes_data() {
+            query.push(", data = ");
+            // Built inside out: start, then JSON_REMOVE around it, then JSON_SET around that.
+            if !patch.set.is_empty() {
+                query.push("JSON_SET(");
+            }
+            if !removed.is_empty() {
+                query.push("JSON_REMOVE(");
+            }
+            query.push(if patch.clear { "JSON_OBJECT()" } else { "data" });
+            if !removed.is_empty() {
+                for key in removed {
+                    query.push(", ").push_bind(member_path(key)?);
+                }
+                query.push(")");
+            }
+            if !patch.set.is_empty() {
+                for (key, value) in &patch.set {
+                    query.push(", ").push_bind(member_path(key)?);
+                    query
+                        .push(", JSON_EXTRACT(")
+                        .push_bind(ascii_json(value)?)
+                        .push(", '$')");
+                }
+                query.push(")");
+            }
+        }
+        if let Some(user_id) = &patch.user_id {
+            query
+                .push(", user_id = ")
+                .push_bind(user_id.as_deref().map(str::as_bytes));
+        }
+        if let Some(expires_at) = patch.expires_at {
+            query
+                .push(", expires_at = ")
+                .push_bind(expires_at.as_unix_millis());
+        }
+        query.push(" WHERE id = ").push_bind(id.to_string());
+        query
+            .push(" AND expires_at > ")
+            .push_bind(patch.updated_at.as_unix_millis());
+
+        // The connection reports rows *matched* (sqlx sets CLIENT_FOUND_ROWS), so a patch that
+        // happens to change nothing still counts as having found its session.
+        let done = query
+            .build()
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert(&self, id: &str, record: &Record) -> Result<(), StoreError> {
+        sqlx::query(self.sql.insert.clone())
+            .bind(id)
+            .bind(record.user_id.as_deref().map(str::as_bytes))
+            .bind(ascii_json(&record.data)?)
+            .bind(record.created_at.as_unix_millis())
+            .bind(record.updated_at.as_unix_millis())
+            .bind(record.expires_at.as_unix_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+}
+
+/// The JSON path of the top-level member `key`: `$."key"`, with the key escaped as a JSON string.
+/// Quoting makes keys like `a.b`, `a[0]` or `*` plain names rather than path syntax.
+fn member_path(key: &str) -> Result<String, StoreError> {
+    let quoted = ascii_json(key)?;
+    Ok(match quoted.strip_prefix("\"-") {
+        // MariaDB takes a quoted name starting with '-' for its negative array index syntax and
+        // fails; the escaped '-' parses, and names are compared unescaped.
+        Some(rest) => format!("$.\"\\u002d{rest}"),
+        None => format!("$.{quoted}"),
+    })
+}
+
+/// `value` as JSON text in pure ASCII (see the module docs for why).
+fn ascii_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    let mut out = Vec::new();
+    value
+        .serialize(&mut Serializer::with_formatter(&mut out, AsciiFormatter))
+        .map_err(|e| StoreError::Config(format!("session data cannot be written as JSON: {e}")))?;
+    // Only ASCII was written.
+    String::from_utf8(out)
+        .map_err(|e| StoreError::Config(format!("session data cannot be written as JSON: {e}")))
+}
+
+/// serde_json's compact output, except that strings escape every non-ASCII character.
+struct AsciiFormatter;
+
+impl Formatter for AsciiFormatter {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        for run in fragment.split_inclusive(|c: char| !c.is_ascii()) {
+            let (ascii, last) = match run.chars().next_back() {
+                Some(c) if !c.is_ascii() => (&run[..run.len() - c.len_utf8()], Some(c)),
+                _ => (run, None),
+            };
+            writer.write_all(ascii.as_bytes())?;
+            if let Some(c) = last {
+                for unit in c.encode_utf16(&mut [0; 2]) {
+                    write!(writer, "\\u{unit:04x}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_user_id(user_id: &str) -> Result<(), StoreError> {
+    if user_id.len() > MAX_USER_ID_BYTES {
+        return Err(StoreError::Config(format!(
+            "user id is {} bytes; the MySQL store keeps at most {MAX_USER_ID_BYTES} \
+             (bind sessions to a shorter id, e.g. the user's primary key)",
+            user_id.len()
+        )));
+    }
+    Ok(())
+}
+
+fn decode_record(row: &MySqlRow) -> Result<Record, StoreError> {
+    let corrupt =
+        |column: &str, e: sqlx::Error| StoreError::corrupt(NAME, format!("{column}: {e}"));
+    let Json(data): Json<Data> = row.try_get("data").map_err(|e| corrupt("data", e))?;
+    let user_id = row
+        .try_get::<Option<Vec<u8>>, _>("user_id")
+        .map_err(|e| corrupt("user_id", e))?
+        .map(|bytes| {
+            String::from_utf8(bytes)
+                .map_err(|_| StoreError::corrupt(NAME, "user_id is not valid UTF-8"))
+        })
+        .transpose()?;
+    let millis = |column: &str| {
+        row.try_get::<i64, _>(column)
+            .map(Timestamp::from_unix_millis)
+            .map_err(|e| corrupt(column, e))
+    };
+    Ok(Record {
+        data,
+        user_id,
+        created_at: millis("created_at")?,
+        updated_at: millis("updated_at")?,
+        expires_at: millis("expires_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for MySqlStore {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn create(&self, hash: &SessionHash, record: &Record) -> Result<(), StoreError> {
+        if let Some(user_id) = &record.user_id {
+            check_user_id(user_id)?;
+        }
+        let id = hash.to_string();
+        match self.insert(&id, record).await {
+            // A plain INSERT is the whole story unless the id is taken, which for random 256-bit
+            // ids means an expired row left for the purge. Only then is that row deleted and the
+            // insert tried once more; a live row is never touched. (An upsert cannot tell
+            // "replaced" from "kept" here: with CLIENT_FOUND_ROWS both report one row.)
+            Err(StoreError::Collision) => {
+                let done = sqlx::query(self.sql.delete_expired.clone())
+                    .bind(&id)
+                    .bind(record.created_at.as_unix_millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Collision);
+                }
+                self.insert(&id, record).await
+            }
+            other => other,
+        }
+    }
+
+    async fn load(&self, hash: &SessionHash, now: Timestamp) -> Result<Option<Record>, StoreError> {
+        let row = sqlx::query(self.sql.load.clone())
+            .bind(hash.to_string())
+            .bind(now.as_unix_millis())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        row.as_ref().map(decode_record).transpose()
+    }
+
+    async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
+        self.update(hash, None, patch).await
+    }
+
+    async fn rotate(
+        &self,
+        old: &SessionHash,
+        new: &SessionHash,
+        patch: &Patch,
+    ) -> Result<bool, StoreError> {
+        self.update(old, Some(new), patch).await
+    }
+
+    async fn delete(&self, hash: &SessionHash) -> Result<bool, StoreError> {
+        let done = sqlx::query(self.sql.delete.clone())
+            .bind(hash.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_user(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<(SessionHash, Record)>, StoreError> {
+        let rows = sqlx::query(self.sql.list_user.clone())
+            .bind(user_id.as_bytes())
+            .bind(now.as_unix_millis())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row
+                    .try_get("id")
+                    .map_err(|e| StoreError::corrupt(NAME, format!("id: {e}")))?;
+                Ok((sql::parse_hash(NAME, &id)?, decode_record(row)?))
+            })
+            .collect()
+    }
+
+    async fn revoke_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionHash>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.sql.revoke_user.clone())
+            .bind(user_id.as_bytes())
+            .bind(except.map(SessionHash::to_string))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn count(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(self.sql.count.clone())
+            .bind(now.as_unix_millis())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.sql.purge.clone())
+            .bind(now.as_unix_millis())
+            .bind(sql::sql_limit(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MySqlStore::migrate(self).await
+    }
+
+    /// Counts, ages and top users. Data sizes are not reported: on MariaDB the stored text is
+    /// ASCII-escaped, so its length would overstate non-Latin data several times over.
+    async fn stats(&self, now: Timestamp, top_users: usize) -> Result<StoreStats, StoreError> {
+        let now = now.as_unix_millis();
+        let row = sqlx::query(self.sql.stats.clone())
+            .bind(now)
+            .bind(now)
+            .bind(now)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        let decode = |e: sqlx::Error| StoreError::corrupt(NAME, format!("stats: {e}"));
+        let count = |i: usize| -> Result<u64, StoreError> {
+            let n: i64 = row.try_get(i).map_err(decode)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        let time = |i: usize| -> Result<Option<Timestamp>, StoreError> {
+            let t: Option<i64> = row.try_get(i).map_err(decode)?;
+            Ok(t.map(Timestamp::from_unix_millis))
+        };
+        let mut stats = StoreStats {
+            live: count(0)?,
+            expired: Some(count(1)?),
+            oldest: time(2)?,
+            newest: time(3)?,
+            ..StoreStats::default()
+        };
+        if top_users > 0 {
+            let rows = sqlx::query(self.sql.top_users.clone())
+                .bind(now)
+                .bind(sql::sql_limit(top_users))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.error(e))?;
+            for row in rows {
+                let user: Vec<u8> = row.try_get(0).map_err(decode)?;
+                let user = String::from_utf8(user)
+                    .map_err(|_| StoreError::corrupt(NAME, "user_id is not valid UTF-8"))?;
+                let n: i64 = row.try_get(1).map_err(decode)?;
+                stats.top_users.push((user, u64::try_from(n).unwrap_or(0)));
+            }
+        }
+        Ok(stats)
+    }
 }
 
 /// Opens the store for [`connect`](crate::stores::connect).
 pub(crate) async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
-    Err(StoreError::Config(format!(
-        "the MySQL / MariaDB store is not implemented yet ({})",
-        url.redacted()
-    )))
+    Ok(Arc::new(MySqlStore::connect_parsed(url).await?))
 }
