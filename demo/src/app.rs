@@ -1,0 +1,144 @@
+//! The application: its state, and the router with the session layer around it.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::Request;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::{Next, from_fn};
+use axum::response::{IntoResponse, Response};
+use cloakroom::{Key, Session, SessionLayer, Store};
+
+use crate::api;
+use crate::error::{Error, json_error};
+use crate::routes;
+use crate::users::{PasswordCost, User, Users};
+use crate::views;
+
+/// What the app is built from.
+pub struct Config {
+    /// Where sessions live (any store; see `cloakroom::stores::connect`).
+    pub store: Arc<dyn Store>,
+    /// The key that signs session cookies.
+    pub key: Key,
+    /// Send cookies with `Secure` (browsers still accept them on `http://localhost`).
+    pub secure_cookies: bool,
+    /// How expensive password hashing is.
+    pub password_cost: PasswordCost,
+}
+
+/// What every handler can reach.
+pub struct App {
+    pub users: Users,
+    /// The same store the session layer uses, for "your devices" and the admin page.
+    pub store: Arc<dyn Store>,
+}
+
+/// The router's state.
+pub type AppState = Arc<App>;
+
+impl App {
+    /// The logged-in user, if the session is bound to one this app knows.
+    ///
+    /// A session whose user is unknown here (registered on another instance, or before a
+    /// restart: users live in memory) counts as logged out.
+    pub fn current_user(&self, session: &Session) -> Option<User> {
+        let id = session.user()?.parse().ok()?;
+        self.users.get(id)
+    }
+}
+
+/// The whole app: pages, the JSON API, the session layer and the app-wide middleware.
+pub fn router(config: Config) -> Result<Router, Error> {
+    views::check()?;
+    let app = Arc::new(App {
+        users: Users::with_demo_users(config.password_cost)?,
+        store: Arc::clone(&config.store),
+    });
+    let sessions = SessionLayer::builder(config.store)
+        .key(config.key)
+        .secure(config.secure_cookies)
+        .build()?;
+    Ok(routes::all()
+        .with_state(app)
+        .layer(sessions)
+        .layer(from_fn(api::require_json))
+        .layer(from_fn(error_bodies))
+        .layer(from_fn(no_store)))
+}
+
+/// Pages show personal data: no cache keeps them, so after logout the Back button cannot show
+/// the logged-in page again. Only the stylesheet may be cached.
+async fn no_store(request: Request, next: Next) -> Response {
+    let cacheable = request.uri().path().starts_with("/static/");
+    let mut response = next.run(request).await;
+    if !cacheable && !response.headers().contains_key(CACHE_CONTROL) {
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// Gives error responses made outside the handlers (axum's 405, the session layer's 503, a
+/// rejected extractor) the body their side of the app promises: JSON under `/api/`, an HTML page
+/// elsewhere.
+async fn error_bodies(request: Request, next: Next) -> Response {
+    let is_api = request.uri().path().starts_with(api::PREFIX);
+    let response = next.run(request).await;
+    let status = response.status();
+    if !status.is_client_error() && !status.is_server_error() {
+        return response;
+    }
+    let wanted = if is_api {
+        "application/json"
+    } else {
+        "text/html"
+    };
+    if content_type(response.headers()).is_some_and(|t| t.starts_with(wanted)) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let message = plain_text(&parts.headers, body)
+        .await
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_lowercase());
+    let mut fixed = if is_api {
+        json_error(status, &message)
+    } else {
+        views::error_page(status, &message)
+    };
+    // Keep what the original said about the response (Allow, Set-Cookie, Cache-Control, Vary).
+    for (name, value) in &parts.headers {
+        if name != CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            fixed.headers_mut().append(name, value.clone());
+        }
+    }
+    fixed
+}
+
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())
+}
+
+/// A short `text/plain` body, if that is what the response has.
+async fn plain_text(headers: &HeaderMap, body: Body) -> Option<String> {
+    if !content_type(headers).is_some_and(|t| t.starts_with("text/plain")) {
+        return None;
+    }
+    let bytes = to_bytes(body, 4096).await.ok()?;
+    let text = String::from_utf8(bytes.to_vec()).ok()?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// For unknown paths.
+pub async fn not_found(request: Request) -> Response {
+    let error = Error::NotFound(format!("there is nothing at {}", request.uri().path()));
+    if request.uri().path().starts_with(api::PREFIX) {
+        crate::error::ApiError(error).into_response()
+    } else {
+        crate::error::PageError(error).into_response()
+    }
+}

@@ -1,0 +1,129 @@
+//! Logging in and out, and guarding pages that need a user: the seeds' login/logout and
+//! "protected pages" examples.
+
+use axum::http::{HeaderMap, Uri, header::USER_AGENT};
+use cloakroom::Session;
+
+use crate::app::App;
+use crate::csrf;
+use crate::error::Error;
+use crate::users::User;
+
+/// Where to go after logging in, set when a protected page sent the visitor to the login page.
+pub const REDIRECT_KEY: &str = "redirect_after_login";
+/// The browser that logged in, shown on the devices page.
+pub const USER_AGENT_KEY: &str = "user_agent";
+/// Where login sends you when no protected page asked for it.
+pub const DEFAULT_LANDING: &str = "/dashboard";
+
+const MAX_USER_AGENT_CHARS: usize = 256;
+
+/// Binds the session to `user`, the way a login must:
+///
+/// - a new ticket (`cycle_id`), so a ticket planted before login is worthless after it;
+/// - the user binding, which the store indexes for "your devices" and revocation;
+/// - a new CSRF token, so forms shown before login stop working;
+/// - the browser's name, for the devices page.
+///
+/// The rest of the session (the cart, preferences) carries over.
+pub fn log_in(
+    session: &Session,
+    user: &User,
+    headers: &HeaderMap,
+    remember: bool,
+) -> Result<(), Error> {
+    session.cycle_id();
+    session.set_user(user.id.to_string());
+    session.set_persistent(remember);
+    let agent: String = headers
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown browser")
+        .chars()
+        .take(MAX_USER_AGENT_CHARS)
+        .collect();
+    session.insert(USER_AGENT_KEY, agent)?;
+    csrf::renew(session)?;
+    Ok(())
+}
+
+/// Ends the session (record deleted, cookie removed), then says so on a fresh anonymous one.
+pub fn log_out(session: &Session) {
+    let was_logged_in = session.user().is_some();
+    session.destroy();
+    if was_logged_in {
+        session.flash("info", "You have been logged out.");
+    }
+}
+
+/// Where to go after a successful login: the protected page that sent the visitor here, or the
+/// dashboard. Only local paths are followed, never another site.
+pub fn landing_page(session: &Session) -> String {
+    session
+        .pop::<String>(REDIRECT_KEY)
+        .ok()
+        .flatten()
+        .filter(|path| is_local_path(path))
+        .unwrap_or_else(|| DEFAULT_LANDING.to_owned())
+}
+
+/// `/cart?x=1` yes; `//evil.example`, `/\evil.example`, `https://…` no.
+fn is_local_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.starts_with("/\\")
+        && !path.chars().any(char::is_control)
+}
+
+/// The logged-in user for a page; otherwise sends the visitor to log in, remembering `page`
+/// (a page shown with GET; `None` for form actions) to come back to after login: the seeds'
+/// `redirect_after_login`.
+pub fn require_user(app: &App, session: &Session, page: Option<&Uri>) -> Result<User, Error> {
+    if let Some(user) = app.current_user(session) {
+        return Ok(user);
+    }
+    if let Some(uri) = page {
+        let here = uri.path_and_query().map_or("/", |p| p.as_str());
+        session.insert(REDIRECT_KEY, here)?;
+    }
+    session.flash("info", "Please log in first.");
+    Err(Error::LoginRequired)
+}
+
+/// The logged-in user for an API call; 401 otherwise.
+pub fn require_api_user(app: &App, session: &Session) -> Result<User, Error> {
+    app.current_user(session).ok_or(Error::LoginRequired)
+}
+
+/// The logged-in administrator; 403 for other users, the login page for visitors.
+pub fn require_admin(app: &App, session: &Session, uri: &Uri) -> Result<User, Error> {
+    let user = require_user(app, session, Some(uri))?;
+    if !user.is_admin {
+        return Err(Error::Forbidden(
+            "this page is for administrators only; you are logged in as a regular user",
+        ));
+    }
+    Ok(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        for ok in ["/", "/cart", "/devices?x=1#top"] {
+            assert!(is_local_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "dashboard",
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "/\r\nSet-Cookie: x",
+        ] {
+            assert!(!is_local_path(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! "Your devices": the user's sessions from the store's per-user index, with revocation of one
+//! or of all but this one.
+
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use axum::response::Redirect;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use cloakroom::{Clock as _, Session, SessionHash, SystemClock};
+use minijinja::context;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::app::{App, AppState};
+use crate::auth::{self, USER_AGENT_KEY};
+use crate::csrf::{CsrfForm, NoFields};
+use crate::error::{ApiResult, Error, PageResult};
+use crate::users::User;
+use crate::views;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/devices", get(devices_page))
+        .route("/devices/{id}/revoke", post(revoke_form))
+        .route("/devices/revoke-others", post(revoke_others_form))
+        .route("/api/devices", get(api_devices))
+        .route("/api/devices/{id}", delete(api_revoke))
+        .route("/api/devices/revoke-others", post(api_revoke_others))
+}
+
+/// One session of the user.
+#[derive(Serialize)]
+struct Device {
+    /// The session's hash (never its ticket): what revocation names.
+    id: String,
+    /// Unix milliseconds.
+    created_at: i64,
+    /// When the session last changed (`updated_at`), in Unix milliseconds.
+    last_seen: i64,
+    expires_at: i64,
+    user_agent: Option<String>,
+    /// This is the session making the request.
+    current: bool,
+}
+
+impl Device {
+    fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "created_at": rfc3339(self.created_at),
+            "last_seen": rfc3339(self.last_seen),
+            "expires_at": rfc3339(self.expires_at),
+            "user_agent": self.user_agent,
+            "current": self.current,
+        })
+    }
+}
+
+fn rfc3339(millis: i64) -> Option<String> {
+    jiff::Timestamp::from_millisecond(millis)
+        .ok()
+        .map(|t| t.to_string())
+}
+
+/// The user's live sessions, this one first, then the most recently seen.
+async fn devices(app: &App, session: &Session, user: &User) -> Result<Vec<Device>, Error> {
+    let current = session.hash();
+    let now = SystemClock.now();
+    let mut devices: Vec<Device> = app
+        .store
+        .list_user(&user.id.to_string(), now)
+        .await?
+        .into_iter()
+        .map(|(hash, record)| Device {
+            id: hash.to_string(),
+            created_at: record.created_at.as_unix_millis(),
+            last_seen: record.updated_at.as_unix_millis(),
+            expires_at: record.expires_at.as_unix_millis(),
+            user_agent: record
+                .data
+                .get(USER_AGENT_KEY)
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            current: Some(hash) == current,
+        })
+        .collect();
+    devices.sort_by_key(|d| (!d.current, -d.last_seen));
+    Ok(devices)
+}
+
+enum Revoked {
+    OtherDevice,
+    ThisDevice,
+}
+
+/// Ends one of the user's sessions. Only the user's own: any other id is "not found", whether
+/// it exists or not. Revoking this very session is logging out.
+async fn revoke(app: &App, session: &Session, user: &User, id: &str) -> Result<Revoked, Error> {
+    let not_found = || Error::NotFound("you have no device with this id".into());
+    let hash: SessionHash = id.parse().map_err(|_| not_found())?;
+    let owned = app
+        .store
+        .list_user(&user.id.to_string(), SystemClock.now())
+        .await?
+        .iter()
+        .any(|(h, _)| *h == hash);
+    if !owned {
+        return Err(not_found());
+    }
+    if session.hash() == Some(hash) {
+        auth::log_out(session);
+        return Ok(Revoked::ThisDevice);
+    }
+    app.store.delete(&hash).await?;
+    Ok(Revoked::OtherDevice)
+}
+
+/// Ends every session of the user but this one; returns how many.
+async fn revoke_others(app: &App, session: &Session, user: &User) -> Result<u64, Error> {
+    let current = session.hash();
+    Ok(app
+        .store
+        .revoke_user(&user.id.to_string(), current.as_ref())
+        .await?)
+}
+
+async fn devices_page(State(app): State<AppState>, session: Session, uri: Uri) -> PageResult {
+    let user = auth::require_user(&app, &session, Some(&uri))?;
+    let devices = devices(&app, &session, &user).await?;
+    let others = devices.iter().filter(|d| !d.current).count();
+    let ctx = context! { devices, others };
+    Ok(views::page(&app, &session, "devices.html", ctx)?)
+}
+
+async fn revoke_form(
+    State(app): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<NoFields>,
+) -> PageResult<Redirect> {
+    let user = auth::require_user(&app, &session, None)?;
+    match revoke(&app, &session, &user, &id).await? {
+        Revoked::OtherDevice => {
+            session.flash("success", "That device has been logged out.");
+            Ok(Redirect::to("/devices"))
+        }
+        Revoked::ThisDevice => Ok(Redirect::to("/")),
+    }
+}
+
+async fn revoke_others_form(
+    State(app): State<AppState>,
+    session: Session,
+    CsrfForm(_): CsrfForm<NoFields>,
+) -> PageResult<Redirect> {
+    let user = auth::require_user(&app, &session, None)?;
+    let n = revoke_others(&app, &session, &user).await?;
+    let plural = if n == 1 { "" } else { "s" };
+    session.flash("success", format!("Logged out {n} other device{plural}."));
+    Ok(Redirect::to("/devices"))
+}
+
+async fn api_devices(State(app): State<AppState>, session: Session) -> ApiResult<Json<Value>> {
+    let user = auth::require_api_user(&app, &session)?;
+    let devices = devices(&app, &session, &user).await?;
+    let list: Vec<Value> = devices.iter().map(Device::to_json).collect();
+    Ok(Json(json!({ "devices": list })))
+}
+
+async fn api_revoke(
+    State(app): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let user = auth::require_api_user(&app, &session)?;
+    let current = matches!(
+        revoke(&app, &session, &user, &id).await?,
+        Revoked::ThisDevice
+    );
+    Ok(Json(
+        json!({ "message": "Device logged out", "current": current }),
+    ))
+}
+
+async fn api_revoke_others(
+    State(app): State<AppState>,
+    session: Session,
+) -> ApiResult<Json<Value>> {
+    let user = auth::require_api_user(&app, &session)?;
+    let revoked = revoke_others(&app, &session, &user).await?;
+    Ok(Json(json!({ "revoked": revoked })))
+}

@@ -1,0 +1,146 @@
+//! Running the demo from the command line: open the store, find the key, listen, say where.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloakroom::{Clock as _, Store, StoreError, SystemClock};
+use tokio::net::TcpListener;
+
+use crate::app::{Config, router};
+use crate::error::Error;
+use crate::options::{self, KeyError, KeySource, Options};
+use crate::users::PasswordCost;
+
+/// Why the demo could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot open the session store {url}: {source}")]
+    Store { url: String, source: StoreError },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("cannot listen on {bind}: {source}")]
+    Bind { bind: String, source: io::Error },
+    #[error("cannot build the app: {0}")]
+    App(#[from] Error),
+    #[error("the server failed: {0}")]
+    Serve(io::Error),
+}
+
+/// How often expired sessions are purged from stores that do not expire them natively.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+const PURGE_BATCH: usize = 1_000;
+
+/// Runs the demo until Ctrl-C or SIGTERM.
+pub async fn run(options: Options) -> Result<(), ServerError> {
+    let redacted = cloakroom::stores::redact(&options.store);
+    let store_error = |source| ServerError::Store {
+        url: redacted.clone(),
+        source,
+    };
+    let store = cloakroom::stores::connect(&options.store)
+        .await
+        .map_err(store_error)?;
+    store.migrate().await.map_err(store_error)?;
+    let (key, key_source) = options::key(options.secret.as_deref(), &options.store)?;
+    let listener = TcpListener::bind(&options.bind)
+        .await
+        .map_err(|source| ServerError::Bind {
+            bind: options.bind.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        bind: options.bind.clone(),
+        source,
+    })?;
+    let app = router(Config {
+        store: Arc::clone(&store),
+        key,
+        secure_cookies: !options.insecure_cookies,
+        password_cost: PasswordCost::Standard,
+    })?;
+
+    println!("cloakroom demo running at {}", url(addr));
+    println!("  sessions:   {redacted} ({} store)", store.name());
+    println!("  cookie key: {}", describe(&key_source));
+    println!("  log in as:  alice@example.com / wonderland (admin), bob@example.com / builder");
+    if !options.insecure_cookies && !addr.ip().is_loopback() {
+        tracing::warn!(
+            "session cookies are Secure: browsers send them over plain HTTP only to localhost; \
+             serve this through HTTPS or start with --insecure-cookies"
+        );
+    }
+
+    tokio::spawn(purge_expired(store));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(ServerError::Serve)
+}
+
+fn url(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://localhost:{} (listening on {addr})", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+fn describe(source: &KeySource) -> String {
+    match source {
+        KeySource::Secret => "from --secret / CLOAKROOM_SECRET".into(),
+        KeySource::File { path, created } => {
+            let shown = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            let how = if *created {
+                "generated now"
+            } else {
+                "kept from an earlier start"
+            };
+            format!("{} ({how})", shown.display())
+        }
+    }
+}
+
+/// Removes expired sessions now and then. Stores with native expiry (Redis) and stores without
+/// server state (sealed cookies) have nothing to purge; transient errors are logged and retried
+/// on the next round.
+async fn purge_expired(store: Arc<dyn Store>) {
+    let mut every = tokio::time::interval(PURGE_EVERY);
+    loop {
+        every.tick().await;
+        loop {
+            match store.purge_expired(SystemClock.now(), PURGE_BATCH).await {
+                Ok(n) if (n as usize) < PURGE_BATCH => break,
+                Ok(_) => {}
+                Err(StoreError::Unsupported { .. }) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "purging expired sessions failed; retrying later");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
