@@ -10,11 +10,12 @@
 //!   which makes the server treat them as JSON; a plain string parameter would be stored as a JSON
 //!   *string* holding the text.
 //! - `JSON_REMOVE` with several paths from statement parameters misses non-ASCII names after an
-//!   odd number of removals (it rescans its intermediate result in the wrong character set;
-//!   seen on 10.11). All JSON cloakroom writes is therefore pure ASCII, with other characters as
-//!   `\uXXXX` escapes, which every charset reads alike. MySQL parses it into its binary format
-//!   and is unaffected either way.
+//!   odd number of removals (seen on 10.11; its source suggests it rescans its intermediate result
+//!   in a buffer whose character set was never set). All JSON that cloakroom writes is therefore
+//!   pure ASCII, with other characters as `\uXXXX` escapes, which every charset reads alike.
+//!   MySQL parses it into its binary format and is unaffected either way.
 //! - A quoted path name starting with `-` is rejected as a syntax error, so that `-` is escaped.
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -68,7 +69,7 @@ const MAX_PARAMETERS: usize = 65_535;
 /// | `created_at`, `updated_at`, `expires_at` | `BIGINT` | Unix milliseconds; `expires_at` indexed |
 ///
 /// Expired rows are invisible to every call but stay until [`Store::purge_expired`] deletes them:
-/// run it periodically (e.g. every few minutes with a limit of a few thousand).
+/// run it periodically, e.g. with cloakroom's background purger.
 ///
 /// User ids longer than [`MAX_USER_ID_BYTES`] are refused with [`StoreError::Config`].
 #[derive(Debug, Clone)]

@@ -1,9 +1,9 @@
 //! The PostgreSQL store: sessions as rows with a JSONB `data` column, for several app instances
 //! sharing one database.
 //!
-//! Every store call is one SQL statement, so one round trip: a patch is applied by the server
-//! (`(data - removed) || set`) to whatever the row holds when the statement runs, and row locking
-//! makes concurrent patches to one session queue up instead of overwriting each other.
+//! Every session operation is one SQL statement, so one round trip: a patch is applied by the
+//! server (`(data - removed) || set`) to whatever the row holds when the statement runs, and row
+//! locking makes concurrent patches to one session queue up instead of overwriting each other.
 
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ const NAME: &str = "postgres";
 /// | `created_at`, `updated_at`, `expires_at` | `BIGINT` | Unix milliseconds; `expires_at` indexed |
 ///
 /// Expired rows are invisible to every call but stay until [`Store::purge_expired`] deletes them:
-/// run it periodically (e.g. every few minutes with a limit of a few thousand).
+/// run it periodically, e.g. with cloakroom's background purger.
 ///
 /// PostgreSQL cannot keep the NUL character (U+0000) in `jsonb` or `text`; session data or user
 /// ids containing it are refused with [`StoreError::Config`].
