@@ -23,16 +23,21 @@ pub struct TestApp {
     pub store: Arc<MemoryStore>,
 }
 
+/// The demo over `store`, with cheap password hashing.
+pub fn demo_router(store: Arc<dyn Store>) -> Router {
+    cloakroom_demo::router(Config {
+        store,
+        key: Key::from_secret(&[7; 32]).unwrap(),
+        secure_cookies: true,
+        password_cost: PasswordCost::Fast,
+    })
+    .unwrap()
+}
+
 impl TestApp {
     pub fn new() -> Self {
         let store = Arc::new(MemoryStore::default());
-        let router = cloakroom_demo::router(Config {
-            store: store.clone(),
-            key: Key::from_secret(&[7; 32]).unwrap(),
-            secure_cookies: true,
-            password_cost: PasswordCost::Fast,
-        })
-        .unwrap();
+        let router = demo_router(store.clone());
         Self { router, store }
     }
 
