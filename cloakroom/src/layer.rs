@@ -271,8 +271,8 @@ impl Lazy {
             return Ok(Session::new(max));
         };
         let hash = verified.ticket.hash();
-        let span = tracing::debug_span!("cloakroom.load", session = %hash.short());
-        match timed("load", shared.store.load(&hash, now))
+        let span = tracing::debug_span!("cloakroom.load", session = %hash.prefix());
+        match timed("load", shared.store().load(&hash, now))
             .instrument(span)
             .await
         {
@@ -294,12 +294,12 @@ impl Lazy {
             // new ticket (so the bad record is never overwritten), instead of getting an error on
             // every request until someone deletes it.
             Err(error @ StoreError::Corrupt { .. }) => {
-                tracing::warn!(%error, session = %hash.short(), store = shared.store.name(),
+                tracing::warn!(%error, session = %hash.prefix(), store = shared.store.name(),
                     "cloakroom: stored session cannot be decoded; starting a new one");
                 Ok(Session::new(max))
             }
             Err(error) => {
-                tracing::error!(%error, session = %hash.short(), store = shared.store.name(),
+                tracing::error!(%error, session = %hash.prefix(), store = shared.store.name(),
                     "cloakroom: loading the session failed");
                 Err(LoadError {
                     status: shared.error_status,
@@ -311,6 +311,12 @@ impl Lazy {
 }
 
 impl Shared {
+    /// The store as a trait object. Calling through `Arc<dyn Store>` directly would pick the
+    /// forwarding impl for `Arc<S>` and box every store future twice.
+    fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
     /// Both deadlines, checked by the server whatever the store or the browser kept.
     fn is_live(&self, record: &Record, now: Timestamp) -> bool {
         record.is_live(now) && now < record.created_at.saturating_add(self.absolute_timeout)
@@ -418,9 +424,9 @@ async fn persist(
     destroyed: Option<&SessionHash>,
     now: Timestamp,
 ) -> Result<Option<HeaderValue>, Error> {
-    let store = &shared.store;
+    let store = shared.store();
     if let Some(hash) = destroyed {
-        let span = tracing::debug_span!("cloakroom.destroy", session = %hash.short());
+        let span = tracing::debug_span!("cloakroom.destroy", session = %hash.prefix());
         timed("delete", store.delete(hash)).instrument(span).await?;
         observe::count(Event::Destroyed);
     }
@@ -432,7 +438,7 @@ async fn persist(
         Work::Nothing => Ok(None),
         Work::Remove => Ok(Some(shared.cookie.removal())),
         Work::Create { record, persistent } => {
-            let ticket = create(store.as_ref(), &record).await?;
+            let ticket = create(store, &record).await?;
             observe::count(Event::Created);
             Ok(Some(signed(&ticket, persistent, record.expires_at)))
         }
@@ -444,7 +450,7 @@ async fn persist(
             resend,
         } => {
             if !patch.is_empty() {
-                let span = tracing::debug_span!("cloakroom.save", session = %id.hash.short());
+                let span = tracing::debug_span!("cloakroom.save", session = %id.hash.prefix());
                 if !timed("save", store.save(&id.hash, &patch))
                     .instrument(span)
                     .await?
@@ -463,8 +469,8 @@ async fn persist(
             persistent,
         } => {
             let ticket = Ticket::generate()?;
-            let span = tracing::debug_span!("cloakroom.rotate", session = %id.hash.short(),
-                new = %ticket.hash().short());
+            let span = tracing::debug_span!("cloakroom.rotate", session = %id.hash.prefix(),
+                new = %ticket.hash().prefix());
             if !timed("rotate", store.rotate(&id.hash, &ticket.hash(), &patch))
                 .instrument(span)
                 .await?
@@ -549,7 +555,7 @@ async fn create(store: &dyn Store, record: &Record) -> Result<Ticket, Error> {
     loop {
         let ticket = Ticket::generate()?;
         let hash = ticket.hash();
-        let span = tracing::debug_span!("cloakroom.create", session = %hash.short());
+        let span = tracing::debug_span!("cloakroom.create", session = %hash.prefix());
         match timed("create", store.create(&hash, record))
             .instrument(span)
             .await

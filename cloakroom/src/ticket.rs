@@ -92,18 +92,50 @@ impl SessionHash {
     /// The first 8 hex digits: enough to tell sessions apart in logs and admin listings, useless
     /// for finding the session.
     pub fn short(&self) -> String {
-        let mut text = self.to_string();
-        text.truncate(8);
+        // Spans name sessions on every request: hex-encode four bytes directly instead of going
+        // through the formatting machinery for all 32.
+        let mut text = String::with_capacity(8);
+        for &byte in &self.0[..4] {
+            push_hex(&mut text, byte);
+        }
         text
     }
 }
 
+impl SessionHash {
+    /// [`SessionHash::short`] without allocating, for span fields that are built on every
+    /// request whether or not anything records them.
+    pub(crate) fn prefix(&self) -> impl fmt::Display + '_ {
+        struct Prefix<'a>(&'a [u8; 32]);
+        impl fmt::Display for Prefix<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut text = [0u8; 8];
+                for (i, &byte) in self.0[..4].iter().enumerate() {
+                    text[2 * i] = HEX[usize::from(byte >> 4)];
+                    text[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+                }
+                // Only ASCII hex digits were written.
+                f.write_str(std::str::from_utf8(&text).unwrap_or_default())
+            }
+        }
+        Prefix(&self.0)
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn push_hex(text: &mut String, byte: u8) {
+    text.push(char::from(HEX[usize::from(byte >> 4)]));
+    text.push(char::from(HEX[usize::from(byte & 0xf)]));
+}
+
 impl fmt::Display for SessionHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
+        let mut text = String::with_capacity(64);
+        for &byte in &self.0 {
+            push_hex(&mut text, byte);
         }
-        Ok(())
+        f.write_str(&text)
     }
 }
 
@@ -179,6 +211,13 @@ mod tests {
     fn debug_hides_the_ticket() {
         let ticket = Ticket::generate().unwrap();
         assert!(!format!("{ticket:?}").contains(&ticket.encode()));
+    }
+
+    #[test]
+    fn prefix_matches_short() {
+        let hash = Ticket::generate().unwrap().hash();
+        assert_eq!(hash.prefix().to_string(), hash.short());
+        assert_eq!(hash.short(), hash.to_string()[..8]);
     }
 
     #[test]

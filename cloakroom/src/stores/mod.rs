@@ -33,6 +33,8 @@ pub mod postgres;
 pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod sql;
 
 /// Opens the store named by `url`.
 ///

@@ -32,11 +32,7 @@ use crate::stores::{StoreUrl, checked_table_name};
 use crate::ticket::SessionHash;
 use crate::time::Timestamp;
 
-// Shared with the other SQL store. Until `stores/mod.rs` declares `mod sql` (then this becomes
-// `use super::sql;`), each SQL store includes it as its own submodule.
-#[allow(clippy::duplicate_mod)]
-#[path = "sql.rs"]
-mod sql;
+use super::sql;
 
 const NAME: &str = "mysql";
 

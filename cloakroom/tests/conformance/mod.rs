@@ -601,7 +601,29 @@ pub async fn stats_report_what_the_store_can_tell(h: &Harness) {
 
 // ---- through the layer ----
 
+/// Lets a test hold a request between loading its session and saving it.
+#[derive(Default)]
+struct Gate {
+    loaded: tokio::sync::Notify,
+    proceed: tokio::sync::Notify,
+}
+
 fn app(h: &Harness, key: Key) -> Router {
+    gated_app(h, key, Arc::default())
+}
+
+fn gated_app(h: &Harness, key: Key, gate: Arc<Gate>) -> Router {
+    async fn gated_put(
+        axum::Extension(gate): axum::Extension<Arc<Gate>>,
+        session: cloakroom::Session,
+        body: String,
+    ) -> StatusCode {
+        gate.loaded.notify_one();
+        gate.proceed.notified().await;
+        let (k, v) = body.split_once('=').unwrap();
+        session.insert(k, v).unwrap();
+        StatusCode::OK
+    }
     async fn put(session: cloakroom::Session, body: String) -> StatusCode {
         // Read, wait, then write: the window in which a whole-record save would lose updates.
         let _ = session.to_map();
@@ -621,7 +643,9 @@ fn app(h: &Harness, key: Key) -> Router {
         .route("/put", post(put))
         .route("/dump", get(dump))
         .route("/logout", post(logout))
+        .route("/gated-put", post(gated_put))
         .layer(h.layer(key))
+        .layer(axum::Extension(gate))
 }
 
 fn key() -> Key {
@@ -682,18 +706,20 @@ pub async fn layer_keeps_all_twenty_concurrent_keys(h: &Harness) {
 }
 
 pub async fn layer_logout_beats_an_in_flight_write(h: &Harness) {
-    let app = app(h, key());
+    let gate = Arc::new(Gate::default());
+    let app = gated_app(h, key(), Arc::clone(&gate));
     let (_, cookie, _) = send(&app, "POST", "/put", None, "user=alice").await;
     let cookie = cookie.unwrap();
-    // The write loads the session, sleeps, then saves; the logout lands during the sleep.
+    // The write loads the session and waits; the logout completes; then the write saves.
     let write = {
         let (app, cookie) = (app.clone(), cookie.clone());
-        tokio::spawn(async move { send(&app, "POST", "/put", Some(&cookie), "late=1").await })
+        tokio::spawn(async move { send(&app, "POST", "/gated-put", Some(&cookie), "late=1").await })
     };
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    gate.loaded.notified().await;
     let (status, removal, _) = send(&app, "POST", "/logout", Some(&cookie), "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(removal.as_deref(), Some("id="));
+    gate.proceed.notify_one();
     let (status, after_write, _) = write.await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
