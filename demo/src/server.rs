@@ -34,16 +34,7 @@ const PURGE_BATCH: usize = 1_000;
 
 /// Runs the demo until Ctrl-C or SIGTERM.
 pub async fn run(options: Options) -> Result<(), ServerError> {
-    let redacted = cloakroom::stores::redact(&options.store);
-    let store_error = |source| ServerError::Store {
-        url: redacted.clone(),
-        source,
-    };
-    let store = cloakroom::stores::connect(&options.store)
-        .await
-        .map_err(store_error)?;
-    store.migrate().await.map_err(store_error)?;
-    let (key, key_source) = options::key(options.secret.as_deref(), &options.store)?;
+    // First what can fail without leaving anything behind.
     let listener = TcpListener::bind(&options.bind)
         .await
         .map_err(|source| ServerError::Bind {
@@ -54,6 +45,16 @@ pub async fn run(options: Options) -> Result<(), ServerError> {
         bind: options.bind.clone(),
         source,
     })?;
+    let redacted = cloakroom::stores::redact(&options.store);
+    let store_error = |source| ServerError::Store {
+        url: redacted.clone(),
+        source,
+    };
+    let store = cloakroom::stores::connect(&options.store)
+        .await
+        .map_err(store_error)?;
+    store.migrate().await.map_err(store_error)?;
+    let (key, key_source) = options::key(options.secret.as_deref(), &options.store)?;
     let app = router(Config {
         store: Arc::clone(&store),
         key,

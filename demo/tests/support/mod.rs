@@ -2,6 +2,8 @@
 //! that drives it through `tower::ServiceExt::oneshot`, as a browser would through the network.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::sync::Arc;
 
 use axum::Router;
