@@ -45,11 +45,7 @@ impl TestApp {
 
     /// A new browser.
     pub fn client(&self) -> Client {
-        Client {
-            router: self.router.clone(),
-            cookie: None,
-            user_agent: "TestBrowser/1.0".into(),
-        }
+        Client::new(self.router.clone())
     }
 
     /// A browser with its own user agent, to tell devices apart.
@@ -141,6 +137,15 @@ pub struct Client {
 }
 
 impl Client {
+    /// A new browser for `router`.
+    pub fn new(router: Router) -> Self {
+        Self {
+            router,
+            cookie: None,
+            user_agent: "TestBrowser/1.0".into(),
+        }
+    }
+
     pub async fn send(
         &mut self,
         method: Method,
