@@ -9,7 +9,7 @@ use std::pin::pin;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 use crate::args::PurgeArgs;
 use crate::error::CliError;
@@ -111,8 +111,13 @@ impl Progress {
         }
         let bar = ProgressBar::new_spinner();
         let style = ProgressStyle::with_template(
-            "{spinner} purged {human_pos} expired sessions ({per_sec}) {elapsed}",
+            "{spinner} purged {human_pos} expired sessions ({rate}) {elapsed}",
         )
+        .map(|style| {
+            style.with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", state.per_sec());
+            })
+        })
         .unwrap_or_else(|_| ProgressStyle::default_spinner());
         bar.set_style(style);
         bar.enable_steady_tick(Duration::from_millis(120));
