@@ -39,6 +39,8 @@ struct Device {
     last_seen: i64,
     expires_at: i64,
     user_agent: Option<String>,
+    /// The user agent in a few words: "Firefox on Windows".
+    browser: String,
     /// This is the session making the request.
     current: bool,
 }
@@ -71,21 +73,59 @@ async fn devices(app: &App, session: &Session, user: &User) -> Result<Vec<Device
         .list_user(&user.id.to_string(), now)
         .await?
         .into_iter()
-        .map(|(hash, record)| Device {
-            id: hash.to_string(),
-            created_at: record.created_at.as_unix_millis(),
-            last_seen: record.updated_at.as_unix_millis(),
-            expires_at: record.expires_at.as_unix_millis(),
-            user_agent: record
+        .map(|(hash, record)| {
+            let user_agent = record
                 .data
                 .get(USER_AGENT_KEY)
                 .and_then(Value::as_str)
-                .map(str::to_owned),
-            current: Some(hash) == current,
+                .map(str::to_owned);
+            Device {
+                id: hash.to_string(),
+                created_at: record.created_at.as_unix_millis(),
+                last_seen: record.updated_at.as_unix_millis(),
+                expires_at: record.expires_at.as_unix_millis(),
+                browser: describe_browser(user_agent.as_deref()),
+                user_agent,
+                current: Some(hash) == current,
+            }
         })
         .collect();
     devices.sort_by_key(|d| (!d.current, -d.last_seen));
     Ok(devices)
+}
+
+/// "Chrome on Linux" from a user agent string; the string itself when it names nothing known.
+fn describe_browser(user_agent: Option<&str>) -> String {
+    let Some(agent) = user_agent.filter(|a| !a.trim().is_empty()) else {
+        return "unknown browser".into();
+    };
+    // Order matters: Edge says Chrome and Safari too, Chrome says Safari.
+    let browser = [
+        ("Edg/", "Edge"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+    ]
+    .into_iter()
+    .find(|(token, _)| agent.contains(token))
+    .map(|(_, name)| name);
+    let system = [
+        ("Android", "Android"),
+        ("iPhone", "iPhone"),
+        ("iPad", "iPad"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("Linux", "Linux"),
+    ]
+    .into_iter()
+    .find(|(token, _)| agent.contains(token))
+    .map(|(_, name)| name);
+    match (browser, system) {
+        (Some(browser), Some(system)) => format!("{browser} on {system}"),
+        (Some(browser), None) => browser.to_owned(),
+        _ => agent.to_owned(),
+    }
 }
 
 enum Revoked {
@@ -189,4 +229,36 @@ async fn api_revoke_others(
     let user = auth::require_api_user(&app, &session)?;
     let revoked = revoke_others(&app, &session, &user).await?;
     Ok(Json(json!({ "revoked": revoked })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_browser;
+
+    #[test]
+    fn user_agents_in_a_few_words() {
+        let cases = [
+            (
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                 HeadlessChrome/156.0.0.0 Safari/537.36",
+                "Chrome on Linux",
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0",
+                "Firefox on Windows",
+            ),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 \
+                 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+                "Safari on iPhone",
+            ),
+            ("curl/8.5.0", "curl"),
+            ("Laptop Firefox", "Laptop Firefox"),
+        ];
+        for (agent, expected) in cases {
+            assert_eq!(describe_browser(Some(agent)), expected);
+        }
+        assert_eq!(describe_browser(None), "unknown browser");
+        assert_eq!(describe_browser(Some(" ")), "unknown browser");
+    }
 }
