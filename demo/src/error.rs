@@ -98,8 +98,19 @@ impl Error {
         }
     }
 
+    /// Whether the store keeps no server-side state for this (sealed-cookie sessions).
+    pub fn is_unsupported(&self) -> bool {
+        matches!(
+            self,
+            Error::Store(StoreError::Unsupported { .. })
+                | Error::Session(cloakroom::Error::Store(StoreError::Unsupported { .. }))
+        )
+    }
+
     fn log(&self) {
-        if self.status().is_server_error() {
+        if self.is_unsupported() {
+            tracing::info!(error = %self, "not possible with this store");
+        } else if self.status().is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
     }

@@ -595,3 +595,34 @@ async fn hostile_input_never_breaks_a_page() {
     let reply = browser.post_form_raw("/login", &[("email", &huge)]).await;
     assert!(reply.status.is_client_error(), "{}", reply.status);
 }
+
+#[tokio::test]
+async fn with_sealed_cookie_sessions_devices_and_counts_say_why_they_are_missing() {
+    let store = cloakroom::stores::connect("cookie://").await.unwrap();
+    let mut browser = Client::new(support::demo_router(store));
+    browser.login(ALICE).await.assert_redirect("/dashboard");
+    browser
+        .submit("/cart", "/cart/add", &[("product_id", "1")])
+        .await;
+    assert_eq!(browser.get("/api/cart").await.json()["count"], 1);
+
+    let devices = browser.get("/devices").await;
+    assert_eq!(devices.status, StatusCode::OK);
+    devices.assert_contains(r#"id="unsupported""#);
+    devices.assert_contains("cannot list or log out devices");
+    let admin = browser.get("/admin").await;
+    assert_eq!(admin.status, StatusCode::OK);
+    admin.assert_contains("This store cannot count sessions");
+    admin.assert_contains("bob@example.com");
+    let api = browser.get("/api/devices").await;
+    assert_eq!(api.status, StatusCode::NOT_IMPLEMENTED);
+    assert!(
+        api.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("cookie store")
+    );
+
+    browser.logout().await.assert_redirect("/");
+    assert_eq!(browser.get("/api/session").await.json()["logged_in"], false);
+}

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::app::AppState;
 use crate::auth;
-use crate::error::PageResult;
+use crate::error::{Error, PageResult};
 use crate::views;
 
 pub fn routes() -> Router<AppState> {
@@ -29,7 +29,18 @@ struct UserRow {
 async fn admin(State(app): State<AppState>, session: Session, uri: Uri) -> PageResult {
     auth::require_admin(&app, &session, &uri)?;
     let now = SystemClock.now();
-    let stats = app.store.stats(now, 5).await?;
+    let stats = match app.store.stats(now, 5).await {
+        Ok(stats) => stats,
+        Err(error) => {
+            let error = Error::from(error);
+            if !error.is_unsupported() {
+                return Err(error.into());
+            }
+            // Sealed-cookie sessions live only in browsers: there is nothing to count.
+            let ctx = context! { unsupported => error.public_message(), users => app.users.all() };
+            return Ok(views::page(&app, &session, "admin.html", ctx)?);
+        }
+    };
     let mut users = Vec::new();
     for user in app.users.all() {
         let sessions = app.store.list_user(&user.id.to_string(), now).await?.len();

@@ -166,9 +166,15 @@ async fn revoke_others(app: &App, session: &Session, user: &User) -> Result<u64,
 
 async fn devices_page(State(app): State<AppState>, session: Session, uri: Uri) -> PageResult {
     let user = auth::require_user(&app, &session, Some(&uri))?;
-    let devices = devices(&app, &session, &user).await?;
-    let others = devices.iter().filter(|d| !d.current).count();
-    let ctx = context! { devices, others };
+    let ctx = match devices(&app, &session, &user).await {
+        Ok(devices) => {
+            let others = devices.iter().filter(|d| !d.current).count();
+            context! { devices, others }
+        }
+        // Sealed-cookie sessions live only in browsers: there is nothing to list.
+        Err(error) if error.is_unsupported() => context! { unsupported => error.public_message() },
+        Err(error) => return Err(error.into()),
+    };
     Ok(views::page(&app, &session, "devices.html", ctx)?)
 }
 
