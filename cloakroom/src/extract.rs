@@ -49,7 +49,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
             .get::<LazySession>()
             .cloned()
             .ok_or(SessionRejection::MissingLayer)?;
-        Ok(lazy.load().await?)
+        Ok(lazy.load(&parts.headers).await?)
     }
 }
 

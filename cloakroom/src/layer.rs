@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE, VARY};
+use http::header::{CACHE_CONTROL, HeaderMap, HeaderValue, SET_COOKIE, VARY};
 use http::{Request, Response, StatusCode};
 use tokio::sync::OnceCell;
 use tower_layer::Layer;
@@ -144,25 +144,79 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let lazy = LazySession::new(
-            Arc::clone(&self.shared),
-            self.shared.cookie.values(request.headers()),
-        );
+        // Nothing else happens here: the cookie is read, verified and looked up only if the
+        // handler asks for the session.
+        let lazy = LazySession(Arc::new(Lazy {
+            shared: Arc::clone(&self.shared),
+            cell: OnceCell::new(),
+        }));
         request.extensions_mut().insert(lazy.clone());
-        // The clone that was polled ready is the one to call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let response = inner.call(request).await?;
-            Ok(lazy.finish(response).await)
-        })
+        ResponseFuture {
+            phase: Phase::Handler {
+                future: self.inner.call(request),
+                lazy: Some(lazy),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`SessionService`]: the handler's future, then, only if the
+    /// handler used the session, the store operations that persist it.
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        phase: Phase<F, B>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = PhaseProjection]
+    enum Phase<F, B> {
+        Handler {
+            #[pin]
+            future: F,
+            lazy: Option<LazySession>,
+        },
+        Saving {
+            future: Pin<Box<dyn Future<Output = Response<B>> + Send>>,
+        },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Default + Send + 'static,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project().phase.project() {
+                PhaseProjection::Handler { future, lazy } => {
+                    let response = match future.poll(cx) {
+                        Poll::Ready(Ok(response)) => response,
+                        other => return other,
+                    };
+                    let Some(lazy) = lazy.take().filter(LazySession::is_loaded) else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    let saving = Box::pin(async move { lazy.finish(response).await });
+                    self.as_mut()
+                        .project()
+                        .phase
+                        .set(Phase::Saving { future: saving });
+                }
+                PhaseProjection::Saving { future } => return future.as_mut().poll(cx).map(Ok),
+            }
+        }
     }
 }
 
@@ -175,10 +229,15 @@ pub struct LazySession(Arc<Lazy>);
 
 struct Lazy {
     shared: Arc<Shared>,
-    /// The session cookie as sent; verified only when the session is loaded, so requests that
-    /// never use the session pay nothing for the MAC.
-    cookies: Incoming,
-    cell: OnceCell<Result<Session, LoadError>>,
+    cell: OnceCell<Result<Loaded, LoadError>>,
+}
+
+#[derive(Clone)]
+struct Loaded {
+    session: Session,
+    /// The request carried a session cookie (usable or not): a session that ends up empty
+    /// removes it.
+    had_cookie: bool,
 }
 
 impl fmt::Debug for LazySession {
@@ -200,24 +259,36 @@ pub struct LoadError {
 }
 
 impl LazySession {
-    fn new(shared: Arc<Shared>, cookies: Incoming) -> Self {
-        Self(Arc::new(Lazy {
-            shared,
-            cookies,
-            cell: OnceCell::new(),
-        }))
+    /// Loads the session from the request's `headers` (once; later calls return the same session
+    /// or the same error).
+    ///
+    /// ```
+    /// # async fn handle(request: http::Request<()>) -> Result<(), cloakroom::LoadError> {
+    /// if let Some(lazy) = request.extensions().get::<cloakroom::LazySession>() {
+    ///     let session = lazy.load(request.headers()).await?;
+    ///     session.insert("seen", true).ok();
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn load(&self, headers: &HeaderMap) -> Result<Session, LoadError> {
+        let loaded = self.0.cell.get_or_init(|| self.0.load(headers)).await;
+        loaded.clone().map(|loaded| loaded.session)
     }
 
-    /// Loads the session (once; later calls return the same session or the same error).
-    pub async fn load(&self) -> Result<Session, LoadError> {
-        self.0.cell.get_or_init(|| self.0.load()).await.clone()
+    fn is_loaded(&self) -> bool {
+        matches!(self.0.cell.get(), Some(Ok(_)))
     }
 
     /// Persists what the handler did and sets the cookie on `response`.
     async fn finish<B: Default>(&self, mut response: Response<B>) -> Response<B> {
-        let Some(Ok(session)) = self.0.cell.get() else {
+        let Some(Ok(Loaded {
+            session,
+            had_cookie,
+        })) = self.0.cell.get()
+        else {
             return response;
         };
+        let had_cookie = *had_cookie;
         // What the response shows may depend on the session, so caches must key on the cookie.
         add_vary_cookie(&mut response);
         let shared = &self.0.shared;
@@ -225,7 +296,6 @@ impl LazySession {
             return response;
         }
         let now = shared.clock.now();
-        let had_cookie = self.0.cookies.present;
         let outcome = if shared.sealed {
             seal(shared, &mut session.lock(), now, had_cookie)
         } else {
@@ -255,15 +325,24 @@ impl LazySession {
 }
 
 impl Lazy {
-    async fn load(&self) -> Result<Session, LoadError> {
+    async fn load(&self, headers: &HeaderMap) -> Result<Loaded, LoadError> {
+        let cookies = self.shared.cookie.values(headers);
+        let had_cookie = cookies.present;
+        let session = self.load_from(&cookies).await?;
+        Ok(Loaded {
+            session,
+            had_cookie,
+        })
+    }
+
+    async fn load_from(&self, cookies: &Incoming) -> Result<Session, LoadError> {
         let shared = &self.shared;
         let max = shared.max_data_bytes;
         let now = shared.clock.now();
         if shared.sealed {
-            return Ok(open(shared, &self.cookies, now).unwrap_or_else(|| Session::new(max)));
+            return Ok(open(shared, cookies, now).unwrap_or_else(|| Session::new(max)));
         }
-        let Some(verified) = self
-            .cookies
+        let Some(verified) = cookies
             .values
             .iter()
             .find_map(|value| shared.keys.verify(&shared.cookie.name, value))
