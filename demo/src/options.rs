@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use clap::Parser;
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Parser};
 use cloakroom::{Key, MIN_SECRET_BYTES};
 
 /// The options; each can also be given as an environment variable.
@@ -34,7 +35,12 @@ pub struct Options {
 
     /// Send session cookies without `Secure`, for plain-HTTP use off localhost (browsers accept
     /// secure cookies on http://localhost and http://127.0.0.1 anyway).
-    #[arg(long, env = "CLOAKROOM_INSECURE_COOKIES")]
+    #[arg(
+        long,
+        env = "CLOAKROOM_INSECURE_COOKIES",
+        action = ArgAction::SetTrue,
+        value_parser = BoolishValueParser::new()
+    )]
     pub insecure_cookies: bool,
 }
 
@@ -163,6 +169,30 @@ fn warn_if_readable_by_others(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_have_the_documented_defaults() {
+        let options = Options::try_parse_from(["cloakroom-demo"]).unwrap();
+        // (Unless the environment says otherwise: the CLOAKROOM_* variables override these.)
+        if std::env::var_os("CLOAKROOM_STORE").is_none() {
+            assert_eq!(options.store, "sqlite://cloakroom-demo.db");
+        }
+        if std::env::var_os("CLOAKROOM_BIND").is_none() {
+            assert_eq!(options.bind, "127.0.0.1:3000");
+        }
+        let options = Options::try_parse_from([
+            "cloakroom-demo",
+            "--insecure-cookies",
+            "--bind",
+            "0.0.0.0:8080",
+            "--store",
+            "memory://",
+        ])
+        .unwrap();
+        assert!(options.insecure_cookies);
+        assert_eq!(options.bind, "0.0.0.0:8080");
+        assert_eq!(options.store, "memory://");
+    }
 
     #[test]
     fn key_files_sit_beside_local_stores() {

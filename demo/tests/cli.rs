@@ -123,3 +123,36 @@ fn passwords_in_store_urls_and_secrets_are_never_printed() {
         assert!(!output.contains("very secret"), "{output}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_come_from_the_environment_too() {
+    let dir = tempfile::tempdir().unwrap();
+    for (insecure, secure_cookie) in [("1", false), ("true", false), ("0", true)] {
+        let demo = Demo::spawn_with_env(
+            dir.path(),
+            &[],
+            &[
+                ("CLOAKROOM_STORE", "memory://"),
+                ("CLOAKROOM_SECRET", "an environment secret, long enough"),
+                ("CLOAKROOM_INSECURE_COOKIES", insecure),
+            ],
+        )
+        .ready();
+        assert!(demo.banner[1].contains("memory://"), "{:?}", demo.banner);
+        assert!(
+            demo.banner[2].contains("from --secret"),
+            "{:?}",
+            demo.banner
+        );
+        let mut browser = Browser::new();
+        let reply = browser
+            .post(&demo.url("/api/cart"), json!({"product_id": 1}))
+            .await;
+        let cookie = reply.headers["set-cookie"].to_str().unwrap();
+        assert_eq!(
+            cookie.contains("; Secure"),
+            secure_cookie,
+            "{insecure}: {cookie}"
+        );
+    }
+}

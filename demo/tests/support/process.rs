@@ -48,6 +48,11 @@ impl Demo {
     /// Starts the binary in `dir` with `args` (listening on a free port unless they say
     /// otherwise); does not wait.
     pub fn spawn(dir: &Path, args: &[&str]) -> Starting {
+        Self::spawn_with_env(dir, args, &[])
+    }
+
+    /// [`Demo::spawn`] with environment variables.
+    pub fn spawn_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Starting {
         let stderr = dir.join(format!("stderr-{}.log", unique()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_cloakroom-demo"))
             .args(args)
@@ -57,6 +62,7 @@ impl Demo {
             .env_remove("CLOAKROOM_SECRET")
             .env_remove("CLOAKROOM_INSECURE_COOKIES")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
