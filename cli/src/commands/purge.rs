@@ -114,9 +114,12 @@ impl Progress {
             "{spinner} purged {human_pos} expired sessions ({rate}) {elapsed}",
         )
         .map(|style| {
-            style.with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.0}/s", state.per_sec());
-            })
+            style.with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}/s", state.per_sec());
+                },
+            )
         })
         .unwrap_or_else(|_| ProgressStyle::default_spinner());
         bar.set_style(style);

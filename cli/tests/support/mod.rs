@@ -67,11 +67,13 @@ impl Backend {
                 cleanup: Cleanup::PostgresTable(table),
             }),
             Err(error) => {
-                let message = format!("skipped: PostgreSQL is not reachable: {error}");
                 if std::env::var("CLOAKROOM_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                    panic!("{message} (CLOAKROOM_REQUIRE_SERVICES=1)");
+                    panic!(
+                        "PostgreSQL is required (CLOAKROOM_REQUIRE_SERVICES=1) but not \
+                         reachable at CLOAKROOM_POSTGRES_URL: {error}"
+                    );
                 }
-                eprintln!("{message}");
+                eprintln!("skipped: PostgreSQL is not reachable: {error}");
                 None
             }
         }
