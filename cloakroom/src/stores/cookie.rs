@@ -33,7 +33,7 @@
 //!   one visitor change it at the same time, the last response wins (server-side stores merge
 //!   them).
 //! - **Size.** Browsers keep cookies up to 4096 bytes (name, value and attributes). A session
-//!   that would seal larger fails with [`Error::CookieTooLarge`](crate::Error::CookieTooLarge):
+//!   that would seal larger fails with [`Error::CookieTooLarge`]:
 //!   the handler's response is replaced by a 500, no cookie is sent, and the browser keeps its
 //!   previous one. Sealing adds 41 bytes, and base64 a third, so about 2.9 KB of JSON fits.
 //!
