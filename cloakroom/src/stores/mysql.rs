@@ -21,12 +21,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::ser::{Formatter, Serializer};
-use sqlx::mysql::{MySql, MySqlPool, MySqlRow};
-use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, SqlSafeStr, SqlStr};
+use sqlx::mysql::{MySql, MySqlPool};
+use sqlx::{AssertSqlSafe, QueryBuilder, SqlSafeStr, SqlStr};
 
 use crate::error::StoreError;
-use crate::record::{Data, Patch, Record};
+use crate::record::{Patch, Record};
 use crate::store::{Store, StoreStats};
 use crate::stores::{StoreUrl, checked_table_name};
 use crate::ticket::SessionHash;
@@ -34,7 +33,13 @@ use crate::time::Timestamp;
 
 use super::sql;
 
-const NAME: &str = "mysql";
+const ENGINE: sql::Engine = sql::Engine {
+    name: "mysql",
+    store_type: "MySqlStore",
+    database: "MySQL",
+    schemes: "mysql:// or mariadb://",
+    missing_table: "42S02",
+};
 
 /// The longest user id the `user_id` column holds, in bytes. Kept under InnoDB's smallest index
 /// key limit (767 bytes) so the schema works with every row format.
@@ -149,24 +154,12 @@ impl MySqlStore {
     }
 
     async fn connect_parsed(url: &StoreUrl) -> Result<Self, StoreError> {
-        if url.scheme != "mysql" {
-            return Err(StoreError::Config(format!(
-                "{} is not a MySQL URL: it must start with mysql:// or mariadb://",
-                url.redacted()
-            )));
-        }
-        let table = url.option("table").unwrap_or(sql::DEFAULT_TABLE);
-        // Checked before connecting: a typo in the configuration should not cost a connection.
-        checked_table_name(table)?;
         // sqlx knows only the mysql:// scheme; MariaDB speaks the same protocol.
         let driver_url = match url.driver_url.split_once("://") {
             Some((_, rest)) => format!("mysql://{rest}"),
             None => url.driver_url.clone(),
         };
-        let pool = sql::pool_options()
-            .connect(&driver_url)
-            .await
-            .map_err(|e| sql::connect_error(NAME, &url.redacted(), e))?;
+        let (pool, table) = sql::connect(&ENGINE, url, &driver_url).await?;
         let store = Self::new(pool).with_table(table)?;
         store.migrate().await?;
         Ok(store)
@@ -231,20 +224,7 @@ impl MySqlStore {
 
     /// Turns a driver error into the store error that says what to do.
     fn error(&self, error: sqlx::Error) -> StoreError {
-        if let sqlx::Error::Database(db) = &error {
-            if db.is_unique_violation() {
-                return StoreError::Collision;
-            }
-            if db.code().as_deref() == Some("42S02") {
-                let hint = format!(
-                    "table {:?} is missing: call MySqlStore::migrate() at startup \
-                     (MySqlStore::connect does)",
-                    self.table
-                );
-                return StoreError::unavailable(NAME, sql::Explained { error, hint });
-            }
-        }
-        StoreError::unavailable(NAME, error)
+        sql::error(&ENGINE, &self.table, error)
     }
 
     /// Runs a patch as `save` (no `new`) or `rotate`; `true` if a live row took it.
@@ -404,36 +384,16 @@ fn check_user_id(user_id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn decode_record(row: &MySqlRow) -> Result<Record, StoreError> {
-    let corrupt =
-        |column: &str, e: sqlx::Error| StoreError::corrupt(NAME, format!("{column}: {e}"));
-    let Json(data): Json<Data> = row.try_get("data").map_err(|e| corrupt("data", e))?;
-    let user_id = row
-        .try_get::<Option<Vec<u8>>, _>("user_id")
-        .map_err(|e| corrupt("user_id", e))?
-        .map(|bytes| {
-            String::from_utf8(bytes)
-                .map_err(|_| StoreError::corrupt(NAME, "user_id is not valid UTF-8"))
-        })
-        .transpose()?;
-    let millis = |column: &str| {
-        row.try_get::<i64, _>(column)
-            .map(Timestamp::from_unix_millis)
-            .map_err(|e| corrupt(column, e))
-    };
-    Ok(Record {
-        data,
-        user_id,
-        created_at: millis("created_at")?,
-        updated_at: millis("updated_at")?,
-        expires_at: millis("expires_at")?,
-    })
+/// User ids are `VARBINARY` (compared byte for byte): read back as UTF-8.
+fn decode_user_id(bytes: Vec<u8>) -> Result<String, StoreError> {
+    String::from_utf8(bytes)
+        .map_err(|_| StoreError::corrupt(ENGINE.name, "user_id is not valid UTF-8"))
 }
 
 #[async_trait]
 impl Store for MySqlStore {
     fn name(&self) -> &'static str {
-        NAME
+        ENGINE.name
     }
 
     async fn create(&self, hash: &SessionHash, record: &Record) -> Result<(), StoreError> {
@@ -469,7 +429,8 @@ impl Store for MySqlStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.error(e))?;
-        row.as_ref().map(decode_record).transpose()
+        row.map(|row| sql::decode_record(&ENGINE, &row, decode_user_id))
+            .transpose()
     }
 
     async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
@@ -506,12 +467,7 @@ impl Store for MySqlStore {
             .await
             .map_err(|e| self.error(e))?;
         rows.iter()
-            .map(|row| {
-                let id: String = row
-                    .try_get("id")
-                    .map_err(|e| StoreError::corrupt(NAME, format!("id: {e}")))?;
-                Ok((sql::parse_hash(NAME, &id)?, decode_record(row)?))
-            })
+            .map(|row| sql::decode_listed(&ENGINE, row, decode_user_id))
             .collect()
     }
 
@@ -535,7 +491,7 @@ impl Store for MySqlStore {
             .fetch_one(&self.pool)
             .await
             .map_err(|e| self.error(e))?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        Ok(sql::row_count(count))
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
@@ -564,22 +520,7 @@ impl Store for MySqlStore {
             .fetch_one(&self.pool)
             .await
             .map_err(|e| self.error(e))?;
-        let decode = |e: sqlx::Error| StoreError::corrupt(NAME, format!("stats: {e}"));
-        let count = |i: usize| -> Result<u64, StoreError> {
-            let n: i64 = row.try_get(i).map_err(decode)?;
-            Ok(u64::try_from(n).unwrap_or(0))
-        };
-        let time = |i: usize| -> Result<Option<Timestamp>, StoreError> {
-            let t: Option<i64> = row.try_get(i).map_err(decode)?;
-            Ok(t.map(Timestamp::from_unix_millis))
-        };
-        let mut stats = StoreStats {
-            live: count(0)?,
-            expired: Some(count(1)?),
-            oldest: time(2)?,
-            newest: time(3)?,
-            ..StoreStats::default()
-        };
+        let mut stats = sql::decode_stats(&ENGINE, &row)?;
         if top_users > 0 {
             let rows = sqlx::query(self.sql.top_users.clone())
                 .bind(now)
@@ -587,13 +528,10 @@ impl Store for MySqlStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| self.error(e))?;
-            for row in rows {
-                let user: Vec<u8> = row.try_get(0).map_err(decode)?;
-                let user = String::from_utf8(user)
-                    .map_err(|_| StoreError::corrupt(NAME, "user_id is not valid UTF-8"))?;
-                let n: i64 = row.try_get(1).map_err(decode)?;
-                stats.top_users.push((user, u64::try_from(n).unwrap_or(0)));
-            }
+            stats.top_users = rows
+                .iter()
+                .map(|row| sql::decode_top_user(&ENGINE, row, decode_user_id))
+                .collect::<Result<_, _>>()?;
         }
         Ok(stats)
     }

@@ -13,10 +13,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, Row, SqlSafeStr, SqlStr};
+use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 
 use crate::error::StoreError;
-use crate::record::{Data, Patch, Record};
+use crate::record::{Patch, Record};
 use crate::store::{Percentiles, Store, StoreStats};
 use crate::stores::{StoreUrl, checked_table_name};
 use crate::ticket::SessionHash;
@@ -24,7 +24,13 @@ use crate::time::Timestamp;
 
 use super::sql;
 
-const NAME: &str = "postgres";
+const ENGINE: sql::Engine = sql::Engine {
+    name: "postgres",
+    store_type: "PostgresStore",
+    database: "PostgreSQL",
+    schemes: "postgres:// or postgresql://",
+    missing_table: "42P01",
+};
 
 /// Keeps sessions in PostgreSQL, one row per session, shared by every app instance that uses the
 /// same database and table.
@@ -159,19 +165,7 @@ impl PostgresStore {
     }
 
     async fn connect_parsed(url: &StoreUrl) -> Result<Self, StoreError> {
-        if url.scheme != "postgres" {
-            return Err(StoreError::Config(format!(
-                "{} is not a PostgreSQL URL: it must start with postgres:// or postgresql://",
-                url.redacted()
-            )));
-        }
-        let table = url.option("table").unwrap_or(sql::DEFAULT_TABLE);
-        // Checked before connecting: a typo in the configuration should not cost a connection.
-        checked_table_name(table)?;
-        let pool = sql::pool_options()
-            .connect(&url.driver_url)
-            .await
-            .map_err(|e| sql::connect_error(NAME, &url.redacted(), e))?;
+        let (pool, table) = sql::connect(&ENGINE, url, &url.driver_url).await?;
         let store = Self::new(pool).with_table(table)?;
         store.migrate().await?;
         Ok(store)
@@ -250,33 +244,18 @@ impl PostgresStore {
 
     /// Turns a driver error into the store error that says what to do.
     fn error(&self, error: sqlx::Error) -> StoreError {
-        if let sqlx::Error::Database(db) = &error {
-            if db.is_unique_violation() {
-                return StoreError::Collision;
-            }
-            match db.code().as_deref() {
-                // The NUL character in jsonb (22P05) or text (22021); a user id too long for
-                // the index (54000). Retrying cannot help, so this is not "unavailable".
-                Some("22P05" | "22021" | "54000") => {
-                    return StoreError::Config(format!(
-                        "PostgreSQL refused the session data or user id: {}; it cannot store \
-                         the NUL character (U+0000) in jsonb or text, nor index user ids over \
-                         about 2,700 bytes",
-                        db.message()
-                    ));
-                }
-                Some("42P01") => {
-                    let hint = format!(
-                        "table {:?} is missing: call PostgresStore::migrate() at startup \
-                         (PostgresStore::connect does)",
-                        self.table
-                    );
-                    return StoreError::unavailable(NAME, sql::Explained { error, hint });
-                }
-                _ => {}
-            }
+        if let sqlx::Error::Database(db) = &error
+            // The NUL character in jsonb (22P05) or text (22021); a user id too long for the
+            // index (54000). Retrying cannot help, so this is not "unavailable".
+            && let Some("22P05" | "22021" | "54000") = db.code().as_deref()
+        {
+            return StoreError::Config(format!(
+                "PostgreSQL refused the session data or user id: {}; it cannot store the NUL \
+                 character (U+0000) in jsonb or text, nor index user ids over about 2,700 bytes",
+                db.message()
+            ));
         }
-        StoreError::unavailable(NAME, error)
+        sql::error(&ENGINE, &self.table, error)
     }
 
     /// Runs a patch as `save` (no `new`) or `rotate`; `true` if a live row took it.
@@ -329,28 +308,31 @@ impl Serialize for SetObject<'_> {
     }
 }
 
-fn decode_record(row: &PgRow) -> Result<Record, StoreError> {
-    let corrupt =
-        |column: &str, e: sqlx::Error| StoreError::corrupt(NAME, format!("{column}: {e}"));
-    let Json(data): Json<Data> = row.try_get("data").map_err(|e| corrupt("data", e))?;
-    let millis = |column: &str| {
-        row.try_get::<i64, _>(column)
-            .map(Timestamp::from_unix_millis)
-            .map_err(|e| corrupt(column, e))
-    };
-    Ok(Record {
-        data,
-        user_id: row.try_get("user_id").map_err(|e| corrupt("user_id", e))?,
-        created_at: millis("created_at")?,
-        updated_at: millis("updated_at")?,
-        expires_at: millis("expires_at")?,
+/// User ids are `TEXT`: read as they are.
+fn decode_user_id(text: String) -> Result<String, StoreError> {
+    Ok(text)
+}
+
+/// The sizes of live data: percentiles (an array) and largest, in columns 4 and 5 of `stats`.
+fn data_bytes(row: &PgRow) -> Result<Option<Percentiles>, StoreError> {
+    let sizes: Option<Vec<i32>> = sql::stats_column(&ENGINE, row, 4)?;
+    let max_size: Option<i32> = sql::stats_column(&ENGINE, row, 5)?;
+    let bytes = |n: i32| u64::try_from(n).unwrap_or(0);
+    Ok(match (sizes.as_deref(), max_size) {
+        (Some(&[p50, p90, p99]), Some(max)) => Some(Percentiles {
+            p50: bytes(p50),
+            p90: bytes(p90),
+            p99: bytes(p99),
+            max: bytes(max),
+        }),
+        _ => None,
     })
 }
 
 #[async_trait]
 impl Store for PostgresStore {
     fn name(&self) -> &'static str {
-        NAME
+        ENGINE.name
     }
 
     async fn create(&self, hash: &SessionHash, record: &Record) -> Result<(), StoreError> {
@@ -377,7 +359,8 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.error(e))?;
-        row.as_ref().map(decode_record).transpose()
+        row.map(|row| sql::decode_record(&ENGINE, &row, decode_user_id))
+            .transpose()
     }
 
     async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
@@ -414,12 +397,7 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| self.error(e))?;
         rows.iter()
-            .map(|row| {
-                let id: String = row
-                    .try_get("id")
-                    .map_err(|e| StoreError::corrupt(NAME, format!("id: {e}")))?;
-                Ok((sql::parse_hash(NAME, &id)?, decode_record(row)?))
-            })
+            .map(|row| sql::decode_listed(&ENGINE, row, decode_user_id))
             .collect()
     }
 
@@ -443,7 +421,7 @@ impl Store for PostgresStore {
             .fetch_one(&self.pool)
             .await
             .map_err(|e| self.error(e))?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        Ok(sql::row_count(count))
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
@@ -466,34 +444,9 @@ impl Store for PostgresStore {
             .fetch_one(&self.pool)
             .await
             .map_err(|e| self.error(e))?;
-        let decode = |e: sqlx::Error| StoreError::corrupt(NAME, format!("stats: {e}"));
-        let count = |i: usize| -> Result<u64, StoreError> {
-            let n: i64 = row.try_get(i).map_err(decode)?;
-            Ok(u64::try_from(n).unwrap_or(0))
-        };
-        let time = |i: usize| -> Result<Option<Timestamp>, StoreError> {
-            let t: Option<i64> = row.try_get(i).map_err(decode)?;
-            Ok(t.map(Timestamp::from_unix_millis))
-        };
-        let sizes: Option<Vec<i32>> = row.try_get(4).map_err(decode)?;
-        let max_size: Option<i32> = row.try_get(5).map_err(decode)?;
-        let bytes = |n: i32| u64::try_from(n).unwrap_or(0);
-        let data_bytes = match (sizes.as_deref(), max_size) {
-            (Some(&[p50, p90, p99]), Some(max)) => Some(Percentiles {
-                p50: bytes(p50),
-                p90: bytes(p90),
-                p99: bytes(p99),
-                max: bytes(max),
-            }),
-            _ => None,
-        };
         let mut stats = StoreStats {
-            live: count(0)?,
-            expired: Some(count(1)?),
-            oldest: time(2)?,
-            newest: time(3)?,
-            data_bytes,
-            ..StoreStats::default()
+            data_bytes: data_bytes(&row)?,
+            ..sql::decode_stats(&ENGINE, &row)?
         };
         if top_users > 0 {
             let rows = sqlx::query(self.sql.top_users.clone())
@@ -502,11 +455,10 @@ impl Store for PostgresStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| self.error(e))?;
-            for row in rows {
-                let user: String = row.try_get(0).map_err(decode)?;
-                let n: i64 = row.try_get(1).map_err(decode)?;
-                stats.top_users.push((user, u64::try_from(n).unwrap_or(0)));
-            }
+            stats.top_users = rows
+                .iter()
+                .map(|row| sql::decode_top_user(&ENGINE, row, decode_user_id))
+                .collect::<Result<_, _>>()?;
         }
         Ok(stats)
     }
