@@ -98,7 +98,6 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
         status => status.as_u16(),
         reason => status.canonical_reason().unwrap_or("Error"),
         message,
-        store => "",
     };
     match render_template("error.html", ctx) {
         Ok(html) => (status, Html(html)).into_response(),

@@ -467,6 +467,8 @@ async fn devices_lists_sessions_and_revokes_them() {
     let laptop_at = page.body.find("Laptop Firefox").unwrap();
     assert!(laptop_at < page.body.find("Phone Safari").unwrap());
 
+    let phone_token = phone.get("/").await.csrf_token().unwrap();
+
     // Revoke the phone from the laptop.
     let sessions = app.sessions_of(BOB_ID).await;
     let phone_id = sessions
@@ -483,6 +485,11 @@ async fn devices_lists_sessions_and_revokes_them() {
     page.assert_contains("That device has been logged out.");
     page.assert_lacks("Phone Safari");
     page.assert_contains("You are not logged in anywhere else.");
+    // The phone's open page still had a logout button: pressing it just goes home.
+    phone
+        .post_form_raw("/logout", &[("csrf_token", &phone_token)])
+        .await
+        .assert_redirect("/");
     assert_eq!(phone.get("/api/session").await.json()["logged_in"], false);
     phone.get("/devices").await.assert_redirect("/login");
 

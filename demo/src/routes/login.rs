@@ -14,7 +14,7 @@ use crate::api::JsonBody;
 use crate::app::AppState;
 use crate::auth;
 use crate::csrf::{self, CsrfForm, NoFields};
-use crate::error::{ApiResult, Error, PageResult};
+use crate::error::{ApiResult, Error, PageError, PageResult};
 use crate::routes::{cart, preferences};
 use crate::views;
 
@@ -64,9 +64,14 @@ async fn login(
     Ok(Redirect::to(&auth::landing_page(&session)).into_response())
 }
 
-async fn logout(session: Session, CsrfForm(_): CsrfForm<NoFields>) -> Redirect {
-    auth::log_out(&session);
-    Redirect::to("/")
+/// Logs out. A session that is already logged out (expired, or revoked from another device while
+/// this page was open) has nothing to protect, so its stale form is not refused.
+async fn logout(session: Session, form: Result<CsrfForm<NoFields>, PageError>) -> PageResult {
+    if session.user().is_some() {
+        form?;
+        auth::log_out(&session);
+    }
+    Ok(Redirect::to("/").into_response())
 }
 
 /// The first protected page: who you are and what your session holds.
