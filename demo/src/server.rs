@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloakroom::{Clock as _, Store, StoreError, SystemClock};
+use cloakroom::{Purger, StoreError};
 use tokio::net::TcpListener;
 
 use crate::app::{Config, router};
@@ -30,7 +30,6 @@ pub enum ServerError {
 
 /// How often expired sessions are purged from stores that do not expire them natively.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
-const PURGE_BATCH: usize = 1_000;
 
 /// Runs the demo until Ctrl-C or SIGTERM.
 pub async fn run(options: Options) -> Result<(), ServerError> {
@@ -73,11 +72,14 @@ pub async fn run(options: Options) -> Result<(), ServerError> {
         );
     }
 
-    tokio::spawn(purge_expired(store));
-    axum::serve(listener, app)
+    // Stores with native expiry (Redis) or no server state (cookies) need no purging; the
+    // purger notices and stops by itself.
+    let purger = Purger::new(store).interval(PURGE_EVERY).spawn();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(ServerError::Serve)
+        .await;
+    purger.shutdown().await;
+    served.map_err(ServerError::Serve)
 }
 
 fn url(addr: SocketAddr) -> String {
@@ -99,27 +101,6 @@ fn describe(source: &KeySource) -> String {
                 "kept from an earlier start"
             };
             format!("{} ({how})", shown.display())
-        }
-    }
-}
-
-/// Removes expired sessions now and then. Stores with native expiry (Redis) and stores without
-/// server state (sealed cookies) have nothing to purge; transient errors are logged and retried
-/// on the next round.
-async fn purge_expired(store: Arc<dyn Store>) {
-    let mut every = tokio::time::interval(PURGE_EVERY);
-    loop {
-        every.tick().await;
-        loop {
-            match store.purge_expired(SystemClock.now(), PURGE_BATCH).await {
-                Ok(n) if (n as usize) < PURGE_BATCH => break,
-                Ok(_) => {}
-                Err(StoreError::Unsupported { .. }) => return,
-                Err(error) => {
-                    tracing::warn!(%error, "purging expired sessions failed; retrying later");
-                    break;
-                }
-            }
         }
     }
 }
