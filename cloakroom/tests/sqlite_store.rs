@@ -417,3 +417,21 @@ async fn rotating_onto_a_taken_hash_is_a_collision_and_changes_nothing() {
     assert_eq!(Value::Object(loaded(a).await), json!({"a": 1}));
     assert_eq!(Value::Object(loaded(b).await), json!({"b": 1}));
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_file_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("cloakroom-sqlite-mode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("private.db");
+    let _ = std::fs::remove_file(&path);
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.migrate().await.unwrap();
+    for file in [path.clone(), dir.join("private.db-wal")] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

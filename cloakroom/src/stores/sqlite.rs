@@ -752,6 +752,17 @@ impl fmt::Display for Target {
     }
 }
 
+/// Creates a missing database file readable by its owner only: it holds session data. SQLite
+/// gives its `-wal` and `-shm` files the same permissions. If this fails (say, the directory is
+/// missing), opening reports the real problem.
+fn create_private(path: &Path) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let _ = options.open(path);
+}
+
 impl Target {
     fn from_url(url: &StoreUrl) -> Result<Self, StoreError> {
         let rest = url.driver_url.split_once(':').map_or("", |(_, rest)| rest);
@@ -777,6 +788,9 @@ impl Target {
     }
 
     fn open(&self) -> Result<Connection, StoreError> {
+        if let Target::File(path) = self {
+            create_private(path);
+        }
         let conn = match self {
             Target::File(path) => Connection::open_with_flags(
                 path,
