@@ -1,0 +1,206 @@
+//! What is measured: libraries, stores, workloads, harnesses, and the figures of one cell.
+
+use std::fmt;
+
+/// A session library under test, or none (the same router without a session layer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Library {
+    Cloakroom,
+    TowerSessions,
+    AxumSession,
+    /// The same routes with no session layer: the ceiling.
+    Plain,
+}
+
+impl Library {
+    pub const PEERS: [Library; 3] = [
+        Library::Cloakroom,
+        Library::TowerSessions,
+        Library::AxumSession,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Library::Cloakroom => "cloakroom",
+            Library::TowerSessions => "tower-sessions",
+            Library::AxumSession => "axum_session",
+            Library::Plain => "no session layer",
+        }
+    }
+
+    /// A short tag for table names and key prefixes.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Library::Cloakroom => "cr",
+            Library::TowerSessions => "ts",
+            Library::AxumSession => "as",
+            Library::Plain => "none",
+        }
+    }
+}
+
+impl fmt::Display for Library {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where sessions are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Backend {
+    Memory,
+    Sqlite,
+    Postgres,
+    MySql,
+    Redis,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 5] = [
+        Backend::Memory,
+        Backend::Sqlite,
+        Backend::Postgres,
+        Backend::MySql,
+        Backend::Redis,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+            Backend::MySql => "MariaDB",
+            Backend::Redis => "Redis",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|b| b.name().eq_ignore_ascii_case(s) || b.short() == s)
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+            Backend::MySql => "mysql",
+            Backend::Redis => "redis",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What each virtual user's requests do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Workload {
+    /// The handler never touches the session (the visitor has one).
+    W1,
+    /// Reads one key; reads keep the session alive (sliding idle timeout).
+    W2,
+    /// Reads a counter and writes it back plus one.
+    W3,
+    /// No cookie: every request makes a new session with one key.
+    W4,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 4] = [Workload::W1, Workload::W2, Workload::W3, Workload::W4];
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Workload::W1 => "/w1",
+            Workload::W2 => "/w2",
+            Workload::W3 => "/w3",
+            Workload::W4 => "/w4",
+        }
+    }
+
+    /// Whether virtual users log in first and send their cookie.
+    pub fn has_cookie(self) -> bool {
+        self != Workload::W4
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Workload::W1 => "W1 untouched",
+            Workload::W2 => "W2 read, sliding expiry",
+            Workload::W3 => "W3 read-modify-write",
+            Workload::W4 => "W4 new session",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|w| format!("{w:?}").eq_ignore_ascii_case(s))
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+/// How requests reach the router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Harness {
+    /// `tower::ServiceExt::oneshot` on the router: the library's own cost.
+    InProcess,
+    /// A real axum server on 127.0.0.1 and a keep-alive HTTP/1 client in the same process.
+    Http,
+}
+
+impl Harness {
+    pub const ALL: [Harness; 2] = [Harness::InProcess, Harness::Http];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Harness::InProcess => "in-process",
+            Harness::Http => "HTTP over loopback",
+        }
+    }
+}
+
+/// The figures of one measured cell.
+#[derive(Clone, Debug)]
+pub struct Measured {
+    pub requests: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// Store operations per request, counted at the library's store trait.
+    pub ops_per_request: Option<f64>,
+    /// Commands per request seen by the Redis server (`INFO commandstats`).
+    pub server_ops_per_request: Option<f64>,
+}
+
+impl Measured {
+    pub fn throughput(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.requests as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A measured cell, or why it could not be measured.
+pub type Outcome = Result<Measured, String>;
+
+/// The two correctness checks for one library and store.
+#[derive(Clone, Debug)]
+pub struct Correctness {
+    /// Keys still there after 20 concurrent requests each set a different key.
+    pub keys_kept: Result<u32, String>,
+    /// Whether a session came back after logout through a write that was in flight.
+    pub resurrected: Result<bool, String>,
+}
