@@ -1,5 +1,5 @@
-//! docs/benchmarks.svg: requests per second per store, one panel per harness and workload, one
-//! bar per library, the no-session-layer ceiling as a line.
+//! docs/benchmarks.svg: cloakroom's throughput divided by each peer's, per store, one panel per
+//! harness and workload, on a log scale (above the 1× line, cloakroom is faster).
 
 use std::path::Path;
 
@@ -8,10 +8,21 @@ use plotters::prelude::*;
 use crate::model::{Harness, Library, Workload};
 use crate::results::Results;
 
+/// The peers a ratio is drawn against, in legend order.
+const PEERS: [Library; 3] = [
+    Library::TowerSessions,
+    Library::AxumSession,
+    Library::AxumSessionNoCache,
+];
+
+/// The y axis; ratios outside it are drawn at its edge.
+const LOW: f64 = 0.1;
+const HIGH: f64 = 100.0;
+
 const COLORS: [RGBColor; 3] = [
-    RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x94, 0x67, 0xbd),
 ];
 
 pub fn draw(results: &Results, path: &Path, caption: &str) -> Result<(), String> {
@@ -36,24 +47,17 @@ pub fn draw(results: &Results, path: &Path, caption: &str) -> Result<(), String>
 
 fn legend(area: &DrawingArea<SVGBackend, plotters::coord::Shift>) -> Result<(), String> {
     let mut x = 20;
-    for (i, library) in Library::PEERS.iter().enumerate() {
+    for (i, library) in PEERS.iter().enumerate() {
         area.draw(&Rectangle::new([(x, 45), (x + 14, 59)], COLORS[i].filled()))
             .map_err(|e| e.to_string())?;
-        area.draw(&Text::new(library.name(), (x + 20, 45), ("sans-serif", 14)))
+        let label = format!("vs {}", library.name());
+        area.draw(&Text::new(label, (x + 20, 45), ("sans-serif", 14)))
             .map_err(|e| e.to_string())?;
-        x += 170;
+        x += 250;
     }
-    area.draw(&PathElement::new(
-        vec![(x, 52), (x + 20, 52)],
-        BLACK.stroke_width(2),
-    ))
-    .map_err(|e| e.to_string())?;
-    area.draw(&Text::new(
-        "no session layer",
-        (x + 26, 45),
-        ("sans-serif", 14),
-    ))
-    .map_err(|e| e.to_string())?;
+    let note = "above the 1× line cloakroom is faster; log scale";
+    area.draw(&Text::new(note, (x, 45), ("sans-serif", 14)))
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -64,47 +68,22 @@ fn draw_panel(
     workload: Workload,
 ) -> Result<(), String> {
     let backends = &results.backends;
-    let libraries = Library::PEERS;
-    let value = |b, l| {
-        results
-            .get((harness, workload, b, l))
-            .map_or(0.0, |m| m.throughput())
-    };
-    let plain = results
-        .plain
-        .get(&(harness, workload))
-        .and_then(|o| o.as_ref().ok())
-        .map(|m| m.throughput());
-    let top = backends
-        .iter()
-        .flat_map(|&b| libraries.iter().map(move |&l| (b, l)))
-        .map(|(b, l)| value(b, l))
-        .fold(0.0_f64, f64::max)
-        .max(1.0)
-        * 1.1;
     let n = backends.len() as f64;
     let mut chart = ChartBuilder::on(area)
         .caption(
-            match plain {
-                Some(p) if p > top => format!(
-                    "{}, {} (no layer: {:.0}k/s)",
-                    workload.describe(),
-                    harness.name(),
-                    p / 1000.0
-                ),
-                _ => format!("{}, {}", workload.describe(), harness.name()),
-            },
+            format!("{}, {}", workload.describe(), harness.name()),
             ("sans-serif", 13),
         )
         .margin(8)
         .x_label_area_size(24)
-        .y_label_area_size(52)
-        .build_cartesian_2d(0.0..n, 0.0..top)
+        .y_label_area_size(44)
+        .build_cartesian_2d(0.0..n, (LOW..HIGH).log_scale())
         .map_err(|e| e.to_string())?;
     let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .light_line_style(TRANSPARENT)
         .x_labels(backends.len() * 2 + 1)
         .x_label_formatter(&|x| {
             let i = (x - 0.5).round();
@@ -114,37 +93,30 @@ fn draw_panel(
                 String::new()
             }
         })
-        .y_label_formatter(&|y| {
-            if *y >= 1000.0 {
-                format!("{:.0}k", y / 1000.0)
-            } else {
-                format!("{y:.0}")
-            }
-        })
-        .y_desc("requests/s")
+        .y_label_formatter(&|y| format!("{y}×"))
+        .y_desc("cloakroom ÷ peer")
         .label_style(("sans-serif", 11))
         .draw()
         .map_err(|e| e.to_string())?;
-    let width = 0.8 / libraries.len() as f64;
-    for (bi, &b) in backends.iter().enumerate() {
-        for (li, &l) in libraries.iter().enumerate() {
-            let x0 = bi as f64 + 0.1 + li as f64 * width;
-            let v = value(b, l);
+    let width = 0.8 / PEERS.len() as f64;
+    for (bi, &backend) in backends.iter().enumerate() {
+        for (pi, &peer) in PEERS.iter().enumerate() {
+            let Some(ratio) = results.ratio(harness, workload, backend, peer) else {
+                continue;
+            };
+            let x0 = bi as f64 + 0.1 + pi as f64 * width;
+            let bar = Rectangle::new(
+                [(x0, 1.0), (x0 + width * 0.9, ratio.clamp(LOW, HIGH))],
+                COLORS[pi].filled(),
+            );
             chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [(x0, 0.0), (x0 + width * 0.9, v)],
-                    COLORS[li].filled(),
-                )))
+                .draw_series(std::iter::once(bar))
                 .map_err(|e| e.to_string())?;
         }
     }
-    if let Some(p) = plain.filter(|p| *p <= top) {
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(0.0, p), (n, p)],
-                BLACK.stroke_width(2),
-            )))
-            .map_err(|e| e.to_string())?;
-    }
+    let one = PathElement::new(vec![(0.0, 1.0), (n, 1.0)], BLACK.stroke_width(1));
+    chart
+        .draw_series(std::iter::once(one))
+        .map_err(|e| e.to_string())?;
     Ok(())
 }

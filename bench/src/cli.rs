@@ -111,7 +111,7 @@ impl Options {
             harnesses: Harness::ALL.to_vec(),
             workloads: Workload::ALL.to_vec(),
             backends: Backend::ALL.to_vec(),
-            libraries: Library::PEERS.to_vec(),
+            libraries: Library::MEASURED.to_vec(),
             correctness: true,
             scale: true,
             memory_sessions: 1_000_000,

@@ -8,21 +8,40 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-/// A shared count of store operations.
+/// A shared count of store operations, and of the time spent in them.
 #[derive(Clone, Debug, Default)]
-pub struct Counter(Arc<AtomicU64>);
+pub struct Counter(Arc<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    ops: AtomicU64,
+    nanos: AtomicU64,
+}
 
 impl Counter {
+    /// Operations so far.
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.ops.load(Ordering::Relaxed)
     }
 
-    fn bump(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+    /// Nanoseconds spent inside store operations so far (summed over concurrent calls).
+    pub fn nanos(&self) -> u64 {
+        self.0.nanos.load(Ordering::Relaxed)
+    }
+
+    /// Runs one store operation, counting it and its time.
+    async fn timed<T>(&self, operation: impl Future<Output = T>) -> T {
+        self.0.ops.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let result = operation.await;
+        let nanos = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.0.nanos.fetch_add(nanos, Ordering::Relaxed);
+        result
     }
 }
 
@@ -42,20 +61,17 @@ pub mod cloakroom_store {
             self.inner.name()
         }
         async fn create(&self, hash: &SessionHash, record: &Record) -> Result<(), StoreError> {
-            self.ops.bump();
-            self.inner.create(hash, record).await
+            self.ops.timed(self.inner.create(hash, record)).await
         }
         async fn load(
             &self,
             hash: &SessionHash,
             now: Timestamp,
         ) -> Result<Option<Record>, StoreError> {
-            self.ops.bump();
-            self.inner.load(hash, now).await
+            self.ops.timed(self.inner.load(hash, now)).await
         }
         async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
-            self.ops.bump();
-            self.inner.save(hash, patch).await
+            self.ops.timed(self.inner.save(hash, patch)).await
         }
         async fn touch(
             &self,
@@ -63,8 +79,9 @@ pub mod cloakroom_store {
             expires_at: Timestamp,
             now: Timestamp,
         ) -> Result<bool, StoreError> {
-            self.ops.bump();
-            self.inner.touch(hash, expires_at, now).await
+            self.ops
+                .timed(self.inner.touch(hash, expires_at, now))
+                .await
         }
         async fn rotate(
             &self,
@@ -72,28 +89,26 @@ pub mod cloakroom_store {
             new: &SessionHash,
             patch: &Patch,
         ) -> Result<bool, StoreError> {
-            self.ops.bump();
-            self.inner.rotate(old, new, patch).await
+            self.ops.timed(self.inner.rotate(old, new, patch)).await
         }
         async fn delete(&self, hash: &SessionHash) -> Result<bool, StoreError> {
-            self.ops.bump();
-            self.inner.delete(hash).await
+            self.ops.timed(self.inner.delete(hash)).await
         }
         async fn list_user(
             &self,
             user_id: &str,
             now: Timestamp,
         ) -> Result<Vec<(SessionHash, Record)>, StoreError> {
-            self.ops.bump();
-            self.inner.list_user(user_id, now).await
+            self.ops.timed(self.inner.list_user(user_id, now)).await
         }
         async fn revoke_user(
             &self,
             user_id: &str,
             except: Option<&SessionHash>,
         ) -> Result<u64, StoreError> {
-            self.ops.bump();
-            self.inner.revoke_user(user_id, except).await
+            self.ops
+                .timed(self.inner.revoke_user(user_id, except))
+                .await
         }
         async fn count(&self, now: Timestamp) -> Result<u64, StoreError> {
             self.inner.count(now).await
@@ -136,24 +151,20 @@ pub mod tower_store {
     #[async_trait]
     impl<S: SessionStore + Clone> SessionStore for Counted<S> {
         async fn create(&self, record: &mut Record) -> Result<()> {
-            self.ops.bump();
-            self.inner.create(record).await?;
+            self.ops.timed(self.inner.create(record)).await?;
             if let Some(created) = &self.created {
                 created.lock().push(record.id);
             }
             Ok(())
         }
         async fn save(&self, record: &Record) -> Result<()> {
-            self.ops.bump();
-            self.inner.save(record).await
+            self.ops.timed(self.inner.save(record)).await
         }
         async fn load(&self, id: &Id) -> Result<Option<Record>> {
-            self.ops.bump();
-            self.inner.load(id).await
+            self.ops.timed(self.inner.load(id)).await
         }
         async fn delete(&self, id: &Id) -> Result<()> {
-            self.ops.bump();
-            self.inner.delete(id).await
+            self.ops.timed(self.inner.delete(id)).await
         }
     }
 }
@@ -182,8 +193,7 @@ pub mod axum_pool {
             self.inner.initiate(table_name).await
         }
         async fn count(&self, table_name: &str) -> Result<i64, DatabaseError> {
-            self.ops.bump();
-            self.inner.count(table_name).await
+            self.ops.timed(self.inner.count(table_name)).await
         }
         async fn store(
             &self,
@@ -192,32 +202,31 @@ pub mod axum_pool {
             expires: i64,
             table_name: &str,
         ) -> Result<(), DatabaseError> {
-            self.ops.bump();
-            self.inner.store(id, session, expires, table_name).await
+            self.ops
+                .timed(self.inner.store(id, session, expires, table_name))
+                .await
         }
         async fn load(&self, id: &str, table_name: &str) -> Result<Option<String>, DatabaseError> {
-            self.ops.bump();
-            self.inner.load(id, table_name).await
+            self.ops.timed(self.inner.load(id, table_name)).await
         }
         async fn delete_one_by_id(&self, id: &str, table_name: &str) -> Result<(), DatabaseError> {
-            self.ops.bump();
-            self.inner.delete_one_by_id(id, table_name).await
+            self.ops
+                .timed(self.inner.delete_one_by_id(id, table_name))
+                .await
         }
         async fn exists(&self, id: &str, table_name: &str) -> Result<bool, DatabaseError> {
-            self.ops.bump();
-            self.inner.exists(id, table_name).await
+            self.ops.timed(self.inner.exists(id, table_name)).await
         }
         async fn delete_by_expiry(&self, table_name: &str) -> Result<Vec<String>, DatabaseError> {
-            self.ops.bump();
-            self.inner.delete_by_expiry(table_name).await
+            self.ops
+                .timed(self.inner.delete_by_expiry(table_name))
+                .await
         }
         async fn delete_all(&self, table_name: &str) -> Result<(), DatabaseError> {
-            self.ops.bump();
-            self.inner.delete_all(table_name).await
+            self.ops.timed(self.inner.delete_all(table_name)).await
         }
         async fn get_ids(&self, table_name: &str) -> Result<Vec<String>, DatabaseError> {
-            self.ops.bump();
-            self.inner.get_ids(table_name).await
+            self.ops.timed(self.inner.get_ids(table_name)).await
         }
         fn auto_handles_expiry(&self) -> bool {
             self.inner.auto_handles_expiry()

@@ -228,14 +228,24 @@ pub struct Meters {
     pub redis: Option<redis::aio::MultiplexedConnection>,
 }
 
+/// The meters' readings at one moment.
+struct Snapshot {
+    ops: Option<u64>,
+    nanos: Option<u64>,
+    redis: Option<u64>,
+}
+
 impl Meters {
-    async fn read(&mut self) -> (Option<u64>, Option<u64>) {
-        let ops = self.ops.as_ref().map(Counter::get);
+    async fn read(&mut self) -> Snapshot {
         let redis = match &mut self.redis {
             Some(conn) => crate::serverstats::redis_commands(conn).await,
             None => None,
         };
-        (ops, redis)
+        Snapshot {
+            ops: self.ops.as_ref().map(Counter::get),
+            nanos: self.ops.as_ref().map(Counter::nanos),
+            redis,
+        }
     }
 }
 
@@ -269,8 +279,9 @@ struct UserResult {
     histogram: Histogram<u64>,
     requests: u64,
     errors: u64,
-    /// Every request sent, warm-up included.
+    /// Every request sent, warm-up included, and their summed latency.
     sent: u64,
+    sent_nanos: u64,
     first_error: Option<String>,
 }
 
@@ -307,7 +318,8 @@ pub async fn drive(target: Target, workload: Workload, plan: Plan, mut meters: M
     let opened = Instant::now();
     window.open.store(true, Ordering::SeqCst);
     let mut histogram = new_histogram();
-    let (mut requests, mut errors, mut first_error, mut sent) = (0, 0, None, 0);
+    let (mut requests, mut errors, mut first_error) = (0, 0, None);
+    let (mut sent, mut sent_nanos) = (0u64, 0u64);
     for user in users {
         let result = user
             .await
@@ -318,6 +330,7 @@ pub async fn drive(target: Target, workload: Workload, plan: Plan, mut meters: M
         requests += result.requests;
         errors += result.errors;
         sent += result.sent;
+        sent_nanos = sent_nanos.saturating_add(result.sent_nanos);
         first_error = first_error.or(result.first_error);
     }
     let seconds = opened.elapsed().as_secs_f64();
@@ -340,8 +353,10 @@ pub async fn drive(target: Target, workload: Workload, plan: Plan, mut meters: M
         seconds,
         p50_us: histogram.value_at_quantile(0.50) as f64 / 1000.0,
         p99_us: histogram.value_at_quantile(0.99) as f64 / 1000.0,
-        ops_per_request: per_request(before.0, after.0),
-        server_ops_per_request: per_request(before.1, after.1),
+        mean_us: sent_nanos as f64 / sent.max(1) as f64 / 1000.0,
+        ops_per_request: per_request(before.ops, after.ops),
+        store_us_per_request: per_request(before.nanos, after.nanos).map(|ns| ns / 1000.0),
+        server_ops_per_request: per_request(before.redis, after.redis),
     })
 }
 
@@ -362,6 +377,7 @@ async fn user(
         requests: 0,
         errors: 0,
         sent: 0,
+        sent_nanos: 0,
         first_error: None,
     };
     let path = workload.path();
@@ -377,6 +393,9 @@ async fn user(
         let reply = target.get(path, jar.header()).await;
         result.sent += 1;
         let elapsed = started.elapsed();
+        result.sent_nanos = result
+            .sent_nanos
+            .saturating_add(elapsed.as_nanos().min(u128::from(u64::MAX)) as u64);
         let counted = window.open.load(Ordering::Relaxed);
         if !counted {
             // In-process requests on the memory store never wait, so a user would run without

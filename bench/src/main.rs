@@ -140,7 +140,7 @@ async fn run(options: Options, args: &[String]) -> Result<(), String> {
     std::fs::write(&md_path, report::markdown(&results, &info)).map_err(|e| e.to_string())?;
     let svg_path = options.out.join("benchmarks.svg");
     let caption = format!(
-        "Requests per second, {} cores, {} ({})",
+        "cloakroom's requests/s ÷ the peer's, same run, {} cores, {} ({})",
         info.cores,
         info.date,
         if options.quick { "--quick" } else { "full run" }
@@ -167,6 +167,10 @@ async fn build_all(
     let mut subjects = Vec::new();
     for &backend in &options.backends {
         for &library in &options.libraries {
+            if library == Library::AxumSessionNoCache && backend == Backend::Memory {
+                // Without a database, axum_session's cache is its store.
+                continue;
+            }
             // Names are fixed per run, so whatever a failed build left behind is found too.
             leftovers.extend(standard_leftovers(env, library, backend));
             match apps::build(env, library, backend).await {
@@ -200,7 +204,9 @@ fn standard_leftovers(env: &Env, library: Library, backend: Backend) -> Vec<Left
         (Library::Cloakroom, _) => apps::cloakroom::leftovers(env, backend, ""),
         (_, Backend::Postgres) => vec![Leftover::PostgresTable(name)],
         (_, Backend::MySql) => vec![Leftover::MySqlTable(name)],
-        (Library::AxumSession, Backend::Redis) => vec![Leftover::RedisPrefix(format!("{name}:"))],
+        (Library::AxumSession | Library::AxumSessionNoCache, Backend::Redis) => {
+            vec![Leftover::RedisPrefix(format!("{name}:"))]
+        }
         _ => Vec::new(),
     }
 }

@@ -8,6 +8,9 @@ pub enum Library {
     Cloakroom,
     TowerSessions,
     AxumSession,
+    /// axum_session with its in-process session cache turned off (memory lifetime zero), so that
+    /// every request reads the database, as the other two libraries do.
+    AxumSessionNoCache,
     /// The same routes with no session layer: the ceiling.
     Plain,
 }
@@ -19,11 +22,20 @@ impl Library {
         Library::AxumSession,
     ];
 
+    /// Everything the grid measures: the three libraries and axum_session without its cache.
+    pub const MEASURED: [Library; 4] = [
+        Library::Cloakroom,
+        Library::TowerSessions,
+        Library::AxumSession,
+        Library::AxumSessionNoCache,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Library::Cloakroom => "cloakroom",
             Library::TowerSessions => "tower-sessions",
             Library::AxumSession => "axum_session",
+            Library::AxumSessionNoCache => "axum_session, no cache",
             Library::Plain => "no session layer",
         }
     }
@@ -34,6 +46,7 @@ impl Library {
             Library::Cloakroom => "cr",
             Library::TowerSessions => "ts",
             Library::AxumSession => "as",
+            Library::AxumSessionNoCache => "an",
             Library::Plain => "none",
         }
     }
@@ -177,8 +190,12 @@ pub struct Measured {
     pub seconds: f64,
     pub p50_us: f64,
     pub p99_us: f64,
+    /// Mean latency over every request sent (warm-up included, like the store counters).
+    pub mean_us: f64,
     /// Store operations per request, counted at the library's store trait.
     pub ops_per_request: Option<f64>,
+    /// Time spent inside store operations per request, in µs.
+    pub store_us_per_request: Option<f64>,
     /// Commands per request seen by the Redis server (`INFO commandstats`).
     pub server_ops_per_request: Option<f64>,
 }

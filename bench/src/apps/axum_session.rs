@@ -23,20 +23,29 @@ use crate::counting::axum_pool::Counted;
 use crate::env::{Env, Leftover};
 use crate::model::{Backend, Library};
 
-pub async fn build(env: &Env, backend: Backend) -> Result<Subject, String> {
-    let table = env.name(Library::AxumSession, "");
+/// axum_session on `backend`; `cache: false` turns its in-process session cache off.
+pub async fn build(env: &Env, backend: Backend, cache: bool) -> Result<Subject, String> {
+    let library = if cache {
+        Library::AxumSession
+    } else {
+        Library::AxumSessionNoCache
+    };
+    let table = env.name(library, "");
     let e = |e: &dyn std::fmt::Display| e.to_string();
-    let config = config(&table);
+    let mut config = config(&table);
+    if !cache {
+        config = config.with_memory_lifetime(time::Duration::ZERO);
+    }
     match backend {
         Backend::Memory => {
             let store = SessionStore::<SessionNullPool>::new(None, config)
                 .await
                 .map_err(|x| e(&x))?;
-            Ok(subject(store, backend, None, Vec::new()))
+            Ok(subject(store, library, backend, None, Vec::new()))
         }
         Backend::Sqlite => {
             std::fs::create_dir_all(&env.dir).map_err(|x| e(&x))?;
-            let path = env.sqlite_path(Library::AxumSession, "");
+            let path = env.sqlite_path(library, "");
             let options = sqlx::sqlite::SqliteConnectOptions::new()
                 .filename(path)
                 .create_if_missing(true)
@@ -45,21 +54,42 @@ pub async fn build(env: &Env, backend: Backend) -> Result<Subject, String> {
             let pool = sqlx::SqlitePool::connect_with(options)
                 .await
                 .map_err(|x| e(&x))?;
-            counted(SessionSqlitePool::from(pool), config, backend, Vec::new()).await
+            counted(
+                SessionSqlitePool::from(pool),
+                config,
+                library,
+                backend,
+                Vec::new(),
+            )
+            .await
         }
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(&env.postgres_url)
                 .await
                 .map_err(|x| e(&x))?;
             let leftovers = vec![Leftover::PostgresTable(table)];
-            counted(SessionPgPool::from(pool), config, backend, leftovers).await
+            counted(
+                SessionPgPool::from(pool),
+                config,
+                library,
+                backend,
+                leftovers,
+            )
+            .await
         }
         Backend::MySql => {
             let pool = sqlx::MySqlPool::connect(&env.mysql_url)
                 .await
                 .map_err(|x| e(&x))?;
             let leftovers = vec![Leftover::MySqlTable(table)];
-            counted(SessionMySqlPool::from(pool), config, backend, leftovers).await
+            counted(
+                SessionMySqlPool::from(pool),
+                config,
+                library,
+                backend,
+                leftovers,
+            )
+            .await
         }
         Backend::Redis => {
             let client = redis::Client::open(env.redis_url.as_str()).map_err(|x| e(&x))?;
@@ -67,7 +97,14 @@ pub async fn build(env: &Env, backend: Backend) -> Result<Subject, String> {
             crate::serverstats::redis_connection(&env.redis_url).await?;
             let pool = redis_pool::RedisPool::from(client);
             let leftovers = vec![Leftover::RedisPrefix(format!("{table}:"))];
-            counted(SessionRedisPool::from(pool), config, backend, leftovers).await
+            counted(
+                SessionRedisPool::from(pool),
+                config,
+                library,
+                backend,
+                leftovers,
+            )
+            .await
         }
     }
 }
@@ -85,6 +122,7 @@ fn config(table: &str) -> SessionConfig {
 async fn counted<P>(
     pool: P,
     config: SessionConfig,
+    library: Library,
     backend: Backend,
     leftovers: Vec<Leftover>,
 ) -> Result<Subject, String>
@@ -99,11 +137,12 @@ where
     let store = SessionStore::new(Some(pool), config)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(subject(store, backend, Some(ops), leftovers))
+    Ok(subject(store, library, backend, Some(ops), leftovers))
 }
 
 fn subject<P>(
     store: SessionStore<P>,
+    library: Library,
     backend: Backend,
     ops: Option<Counter>,
     leftovers: Vec<Leftover>,
@@ -113,7 +152,7 @@ where
 {
     let router = app(store);
     Subject {
-        library: Library::AxumSession,
+        library,
         backend,
         keepalive: router.clone(),
         router,

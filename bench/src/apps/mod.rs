@@ -112,7 +112,8 @@ pub async fn build(
         match library {
             Library::Cloakroom => cloakroom::build(env, backend).await,
             Library::TowerSessions => tower_sessions::build(env, backend).await,
-            Library::AxumSession => axum_session::build(env, backend).await,
+            Library::AxumSession => axum_session::build(env, backend, true).await,
+            Library::AxumSessionNoCache => axum_session::build(env, backend, false).await,
             Library::Plain => Ok(plain()),
         }
     })
