@@ -16,6 +16,7 @@ usage: cargo run --release -p cloakroom-bench -- [--quick] [options]
   --stores LIST         e.g. memory,redis (default: memory,sqlite,postgres,mysql,redis)
   --workloads LIST      e.g. W1,W3 (default: all)
   --harness NAME        in-process or http (default: both)
+  --libs LIST           e.g. cloakroom,tower-sessions (default: all, with axum_session-nocache)
   --no-correctness      skip the correctness checks
   --no-scale            skip the scale measurements
   --scale-sessions N    sessions for the scale measurements (default 1000000)
@@ -74,6 +75,9 @@ impl Options {
                         "http" => vec![Harness::Http],
                         other => return Err(format!("unknown harness {other:?}")),
                     }
+                }
+                "--libs" => {
+                    options.libraries = list(&value()?, Library::parse, "library")?;
                 }
                 "--no-correctness" => options.correctness = false,
                 "--no-scale" => options.scale = false,

@@ -124,6 +124,7 @@ async fn run(options: Options, args: &[String]) -> Result<(), String> {
         )
         .trim_end()
         .to_owned(),
+        revision: revision(),
         date: time::OffsetDateTime::now_utc().date().to_string(),
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu: cpu_model(),
@@ -300,6 +301,26 @@ async fn measure_scale(
             started.elapsed().as_secs_f64()
         );
         results.scale.insert(backend, pair);
+    }
+}
+
+/// `abc1234` or `abc1234 + uncommitted changes`, from git; "unknown" without it.
+fn revision() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "an unknown revision".to_owned();
+    };
+    match git(&["status", "--porcelain", "--", "../cloakroom"]) {
+        Some(changes) if !changes.is_empty() => format!("{head} + uncommitted changes"),
+        _ => head,
     }
 }
 

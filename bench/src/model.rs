@@ -40,6 +40,18 @@ impl Library {
         }
     }
 
+    /// A library by name (`axum_session-nocache` for the cacheless variant) or tag.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.replace('_', "-").to_ascii_lowercase();
+        Self::MEASURED.into_iter().find(|l| {
+            let name = match l {
+                Library::AxumSessionNoCache => "axum-session-nocache".to_owned(),
+                other => other.name().replace('_', "-"),
+            };
+            name == s || l.tag() == s
+        })
+    }
+
     /// A short tag for table names and key prefixes.
     pub fn tag(self) -> &'static str {
         match self {

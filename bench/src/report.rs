@@ -9,6 +9,8 @@ use crate::results::Results;
 /// Facts about the run the report states next to every figure.
 pub struct RunInfo {
     pub command: String,
+    /// The commit measured, and whether cloakroom/ had uncommitted changes.
+    pub revision: String,
     pub date: String,
     pub cores: usize,
     pub cpu: String,
@@ -27,14 +29,16 @@ pub fn markdown(results: &Results, info: &RunInfo) -> String {
     let _ = writeln!(
         md,
         "# Benchmarks: cloakroom, tower-sessions and axum_session\n\n\
-         Measured on {date} on a {cores}-core machine ({cpu}); 1-minute load average {lb} at \
-         the start and {la} at the end. Produced by\n\n```sh\n{cmd}\n```\n\n\
+         Measured on {date} on a {cores}-core machine ({cpu}), cloakroom at {rev}; 1-minute \
+         load average {lb} at the start and {la} at the end (the benchmark itself keeps both \
+         cores busy). Produced by\n\n```sh\n{cmd}\n```\n\n\
          in {min:.1} minutes. Every figure below comes from that one run: the libraries were \
          measured side by side, cell after cell, so **the ratios are the result**; the absolute \
          numbers depend on the machine. Each cell: {users} virtual users, each with its own \
          cookie, {warm:.1} s warm-up, then {meas:.1} s measured.\n\n\
          ![cloakroom's throughput divided by each peer's](benchmarks.svg)\n",
         date = info.date,
+        rev = info.revision,
         cores = info.cores,
         cpu = info.cpu,
         lb = load(info.load_before),
