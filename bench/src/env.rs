@@ -81,7 +81,7 @@ pub enum Leftover {
 pub async fn clean(env: &Env, leftovers: Vec<Leftover>) -> Vec<String> {
     let mut problems = Vec::new();
     for leftover in leftovers {
-        let result = tokio::time::timeout(SERVICE_TIMEOUT * 6, clean_one(env, &leftover))
+        let result = tokio::time::timeout(SERVICE_TIMEOUT * 60, clean_one(env, &leftover))
             .await
             .unwrap_or_else(|_| Err("timed out".to_owned()));
         if let Err(e) = result {
@@ -123,24 +123,37 @@ async fn clean_one(env: &Env, leftover: &Leftover) -> Result<(), String> {
             .map_err(|e| err(&e))?;
         }
         Leftover::RedisPrefix(prefix) => {
+            // SCAN in batches rather than KEYS: a full run leaves a few hundred thousand keys.
             let mut conn = crate::serverstats::redis_connection(&env.redis_url).await?;
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{prefix}*"))
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| err(&e))?;
-            for chunk in keys.chunks(1000) {
-                let _: () = redis::cmd("DEL")
-                    .arg(chunk)
+            let pattern = format!("{prefix}*");
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(5000)
                     .query_async(&mut conn)
                     .await
                     .map_err(|e| err(&e))?;
+                if !keys.is_empty() {
+                    let _: () = redis::cmd("UNLINK")
+                        .arg(&keys)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| err(&e))?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
         }
         Leftover::RedisKeys(keys) => {
             let mut conn = crate::serverstats::redis_connection(&env.redis_url).await?;
             for chunk in keys.chunks(1000) {
-                let _: () = redis::cmd("DEL")
+                let _: () = redis::cmd("UNLINK")
                     .arg(chunk)
                     .query_async(&mut conn)
                     .await

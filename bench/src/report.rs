@@ -252,6 +252,13 @@ fn targets(md: &mut String, r: &Results) {
         };
         let _ = writeln!(md, "| {} | {} | {met} |", x.what, x.figure);
     }
+    md.push_str(
+        "\nIn-process, a request without a session layer takes about a microsecond, so the W1 \
+         and \"share of no session layer\" figures compare sub-microsecond costs: in W1 the layer \
+         does the same work whatever the store, and the spread of its W1 share across stores \
+         shows how much such cells move between measurements. \"latency in store\" is the time \
+         inside store calls as a share of the mean latency (see the method below).\n",
+    );
     md.push('\n');
 }
 
@@ -372,10 +379,14 @@ fn full_table(md: &mut String, r: &Results, h: Harness) {
         h.name()
     );
     for &w in &r.workloads {
-        if let Some(p) = r.plain.get(&(h, w)) {
-            let _ = writeln!(md, "| {w} | — | no session layer | {} | |", row(p, None));
-        }
         for &b in &r.backends {
+            if let Some(p) = r.plain.get(&(h, w, b)) {
+                let _ = writeln!(
+                    md,
+                    "| {w} | ({b}) | no session layer | {} | |",
+                    row(p, None)
+                );
+            }
             for &l in &r.libraries {
                 let Some(o) = r.cells.get(&(h, w, b, l)) else {
                     continue;
@@ -495,6 +506,9 @@ fn method(md: &mut String) {
          any other client's traffic at the time. Redis counts the commands a Lua script runs as \
          well as the `EVALSHA` that started it, so one cloakroom store call (one round trip, one \
          script) shows as several commands.\n\
+         - **no session layer** is the same router without any session layer, measured right \
+         before each store's cells (its store column only says where it was measured); cloakroom's \
+         W1 and W3 shares are taken against the measurement next to them.\n\
          - A cell shown as \"—\" could not be measured; the reason follows it.\n",
     );
 }

@@ -10,8 +10,9 @@ pub type Cell = (Harness, Workload, Backend, Library);
 #[derive(Default)]
 pub struct Results {
     pub cells: BTreeMap<Cell, Outcome>,
-    /// The same routes with no session layer, per harness and workload.
-    pub plain: BTreeMap<(Harness, Workload), Outcome>,
+    /// The same routes with no session layer, per harness and workload, measured next to each
+    /// store's cells.
+    pub plain: BTreeMap<(Harness, Workload, Backend), Outcome>,
     pub correctness: BTreeMap<(Backend, Library), Correctness>,
     /// Bytes per session in each library's memory store, and the session count.
     pub memory: BTreeMap<Library, Result<f64, String>>,
@@ -41,7 +42,7 @@ impl Results {
     /// cloakroom's throughput as a fraction of the plain router's.
     pub fn of_plain(&self, h: Harness, w: Workload, b: Backend) -> Option<f64> {
         let ours = self.get((h, w, b, Library::Cloakroom))?.throughput();
-        let plain = self.plain.get(&(h, w))?.as_ref().ok()?.throughput();
+        let plain = self.plain.get(&(h, w, b))?.as_ref().ok()?.throughput();
         (plain > 0.0).then(|| ours / plain)
     }
 }
