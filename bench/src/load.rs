@@ -51,6 +51,32 @@ pub struct Reply {
     pub body: Bytes,
 }
 
+/// Reads what the harnesses look at out of a response, whichever body type it has.
+async fn reply<B>(response: http::Response<B>) -> Result<Reply, String>
+where
+    B: axum::body::HttpBody,
+    B::Error: std::fmt::Display,
+{
+    let status = response.status();
+    let set_cookies = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        set_cookies,
+        body,
+    })
+}
+
 impl Target {
     pub async fn get(&self, path: &str, cookie: Option<&str>) -> Result<Reply, String> {
         let reply = tokio::time::timeout(REQUEST_TIMEOUT, self.send(path, cookie)).await;
@@ -58,13 +84,6 @@ impl Target {
     }
 
     async fn send(&self, path: &str, cookie: Option<&str>) -> Result<Reply, String> {
-        let set_cookies = |headers: &http::HeaderMap| {
-            headers
-                .get_all(header::SET_COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok().map(str::to_owned))
-                .collect::<Vec<_>>()
-        };
         match self {
             Target::InProcess(router) => {
                 let mut request = Request::get(path);
@@ -77,19 +96,7 @@ impl Target {
                     .oneshot(request)
                     .await
                     .map_err(|e| e.to_string())?;
-                let status = response.status();
-                let set_cookies = set_cookies(response.headers());
-                let body = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .to_bytes();
-                Ok(Reply {
-                    status,
-                    set_cookies,
-                    body,
-                })
+                reply(response).await
             }
             Target::Http { client, base } => {
                 let mut request = Request::get(format!("{base}{path}"));
@@ -98,19 +105,7 @@ impl Target {
                 }
                 let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
                 let response = client.request(request).await.map_err(|e| e.to_string())?;
-                let status = response.status();
-                let set_cookies = set_cookies(response.headers());
-                let body = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .to_bytes();
-                Ok(Reply {
-                    status,
-                    set_cookies,
-                    body,
-                })
+                reply(response).await
             }
         }
     }
