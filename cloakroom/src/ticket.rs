@@ -131,11 +131,14 @@ fn push_hex(text: &mut String, byte: u8) {
 
 impl fmt::Display for SessionHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = String::with_capacity(64);
-        for &byte in &self.0 {
-            push_hex(&mut text, byte);
+        // Stores format hashes on every call: fill a stack buffer instead of allocating.
+        let mut text = [0u8; 64];
+        for (i, &byte) in self.0.iter().enumerate() {
+            text[2 * i] = HEX[usize::from(byte >> 4)];
+            text[2 * i + 1] = HEX[usize::from(byte & 0xf)];
         }
-        f.write_str(&text)
+        // Only ASCII hex digits were written.
+        f.write_str(std::str::from_utf8(&text).unwrap_or_default())
     }
 }
 

@@ -708,12 +708,16 @@ local function index_add(index, member, expires)
 end
 "#;
 
-/// Applies a patch to the live session at `key`. ARGV: [1] now, [2] new expiry or '',
-/// [3] user change ('' keep, '+' set, '-' unset), [4] user id, [5] clear ('1' or ''),
-/// [6] index key prefix, [7] the session's hash, [8] its previous hash (differs on rotation),
-/// [9] number R of removed fields, [10 .. 9+R] removed fields, then field/value pairs to set.
+/// Applies a patch to the live session at `key`, whose stored `m:expires` and `m:user` the
+/// caller has just read. ARGV: [1] now, [2] new expiry or '', [3] user change ('' keep, '+' set,
+/// '-' unset), [4] user id, [5] clear ('1' or ''), [6] index key prefix, [7] the session's hash,
+/// [8] its previous hash (differs on rotation), [9] number R of removed fields, [10 .. 9+R]
+/// removed fields, then field/value pairs to set.
+///
+/// A plain write (set some keys) costs one `HSET` here: the metadata rides along with the data,
+/// and the TTL is only reset when the expiry moved (a rename keeps it).
 const APPLY: &str = r#"
-local function apply(key, old_user)
+local function apply(key, old_expires, old_user)
   if ARGV[5] == '1' then
     local doomed = {}
     for _, field in ipairs(redis.call('HKEYS', key)) do
@@ -723,17 +727,18 @@ local function apply(key, old_user)
   end
   local removed = tonumber(ARGV[9])
   each_chunk('HDEL', key, ARGV, 10, 9 + removed)
-  each_chunk('HSET', key, ARGV, 10 + removed, #ARGV)
-  local expires = ARGV[2]
-  if expires == '' then expires = redis.call('HGET', key, 'm:expires') end
+  local expires = old_expires
+  if ARGV[2] ~= '' then expires = ARGV[2] end
   local user = old_user
   if ARGV[3] == '+' then user = ARGV[4] elseif ARGV[3] == '-' then user = false end
-  if user then
-    redis.call('HSET', key, 'm:updated', ARGV[1], 'm:expires', expires, 'm:user', user)
-  else
-    redis.call('HSET', key, 'm:updated', ARGV[1], 'm:expires', expires)
-    redis.call('HDEL', key, 'm:user')
+  local fields = {'m:updated', ARGV[1], 'm:expires', expires}
+  if user and user ~= old_user then
+    fields[5] = 'm:user'
+    fields[6] = user
   end
+  for i = 10 + removed, #ARGV do fields[#fields + 1] = ARGV[i] end
+  each_chunk('HSET', key, fields, 1, #fields)
+  if old_user and not user then redis.call('HDEL', key, 'm:user') end
   local moved = ARGV[7] ~= ARGV[8]
   if old_user and (moved or user ~= old_user) then
     redis.call('ZREM', ARGV[6] .. old_user, ARGV[8])
@@ -742,7 +747,7 @@ local function apply(key, old_user)
     index_add(ARGV[6] .. user, ARGV[7], expires)
   end
   -- Last, so that an expiry already past deletes the key instead of leaving a key without TTL.
-  redis.call('PEXPIREAT', key, expires)
+  if ARGV[2] ~= '' then redis.call('PEXPIREAT', key, expires) end
 end
 "#;
 
@@ -750,7 +755,7 @@ end
 const SAVE: &str = r#"
 local meta = redis.call('HMGET', KEYS[1], 'm:expires', 'm:user')
 if not meta[1] or expiry(meta[1]) <= tonumber(ARGV[1]) then return 0 end
-apply(KEYS[1], meta[2])
+apply(KEYS[1], meta[1], meta[2])
 return 1
 "#;
 
@@ -761,7 +766,7 @@ local meta = redis.call('HMGET', KEYS[1], 'm:expires', 'm:user')
 if not meta[1] or expiry(meta[1]) <= tonumber(ARGV[1]) then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 redis.call('RENAME', KEYS[1], KEYS[2])
-apply(KEYS[2], meta[2])
+apply(KEYS[2], meta[1], meta[2])
 return 1
 "#;
 
