@@ -435,3 +435,69 @@ async fn a_new_database_file_is_private_to_its_owner() {
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Writes are batched into shared transactions (one writer thread per store); a write that
+/// fails must be undone alone, while the writes queued with it commit.
+#[tokio::test]
+async fn a_failing_write_among_concurrent_writes_fails_alone() {
+    let dir = scratch_dir();
+    let path = dir.join("batch.db");
+    let store = std::sync::Arc::new(SqliteStore::open(&path).await.unwrap());
+    let now = at(2_000);
+    let good: Vec<SessionHash> = (0..40).map(|n| hash(100 + n)).collect();
+    for h in &good {
+        store
+            .create(h, &record(json!({"n": 0}), None))
+            .await
+            .unwrap();
+    }
+    let broken = hash(99);
+    side_connection(&path)
+        .execute(
+            "INSERT INTO cloakroom_sessions VALUES (?1, NULL, '{not json', 1, 1, 9000000000000)",
+            [broken.to_string()],
+        )
+        .unwrap();
+
+    let patch = |n: i64| Patch {
+        set: vec![("n".into(), json!(n)), (format!("k{n}"), json!(true))],
+        updated_at: now,
+        ..Patch::default()
+    };
+    let mut tasks = Vec::new();
+    for (i, h) in good.iter().enumerate() {
+        let (task_store, h, p) = (store.clone(), *h, patch(i as i64 + 1));
+        tasks.push(tokio::spawn(async move { task_store.save(&h, &p).await }));
+        if i % 10 == 0 {
+            let (task_store, p) = (store.clone(), patch(0));
+            tasks.push(tokio::spawn(
+                async move { task_store.save(&broken, &p).await },
+            ));
+        }
+    }
+    let (mut saved, mut corrupt) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(true) => saved += 1,
+            Err(StoreError::Corrupt { .. }) => corrupt += 1,
+            other => panic!("unexpected result {other:?}"),
+        }
+    }
+    assert_eq!((saved, corrupt), (40, 4));
+    for (i, h) in good.iter().enumerate() {
+        let loaded = store.load(h, now).await.unwrap().unwrap();
+        let n = i as i64 + 1;
+        assert_eq!(loaded.data["n"], json!(n), "session {i}");
+        assert_eq!(loaded.data[&format!("k{n}")], json!(true), "session {i}");
+    }
+    // The broken row is as it was: its failed writes left nothing behind.
+    let data: String = side_connection(&path)
+        .query_row(
+            "SELECT data FROM cloakroom_sessions WHERE id = ?1",
+            [broken.to_string()],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(data, "{not json");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

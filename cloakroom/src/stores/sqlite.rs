@@ -4,20 +4,21 @@
 //! (a load and a one-key save against a WAL file, 10 000 cycles), rusqlite took about half the
 //! time of sqlx's SQLite driver one request at a time and about 30 % less with eight at once, and
 //! a third to two thirds less CPU: sqlx hands every query to a per-connection worker thread and
-//! back, which costs more than these queries do. Here one store call is one hop to a blocking
-//! thread that takes an idle connection.
+//! back, which costs more than these queries do. Here a read is one hop to a blocking thread
+//! that takes an idle connection, and a write is queued for the store's writer thread, which
+//! commits whatever writes are waiting in one transaction (see `Pool` below for why).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::types::Value as Sql;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::error::StoreError;
 use crate::record::{Patch, Record};
@@ -56,7 +57,10 @@ const REMOVE_PATHS_PER_CALL: usize = 100;
 /// is applied with SQLite's JSON functions inside the `UPDATE`, so concurrent requests changing
 /// different keys both keep their change.
 ///
-/// Calls run on tokio's blocking thread pool, so the store needs a tokio runtime.
+/// Reads run on tokio's blocking thread pool, so the store needs a tokio runtime. Writes to a
+/// file go through one writer thread per store, which commits the writes queued at that moment
+/// together, each in its own savepoint: a failed write is undone alone, and under load one
+/// commit serves many requests.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cloakroom::StoreError> {
@@ -129,7 +133,7 @@ impl SqliteStore {
     /// every constructor; call it again only if something dropped the table meanwhile.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let schema = self.sql.schema.clone();
-        self.run(move |conn| conn.execute_batch(&schema).map_err(db))
+        self.write(move |conn| conn.execute_batch(&schema).map_err(db))
             .await
     }
 
@@ -158,12 +162,22 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Runs a read on a pooled connection; reads run in parallel.
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         self.pool.run(f).await
+    }
+
+    /// Runs a write on the writer thread (see `Pool`).
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.pool.write(f).await
     }
 
     /// Applies `patch` to the live row `old`, moving it to `new` first when rotating.
@@ -174,26 +188,19 @@ impl SqliteStore {
         patch: &Patch,
     ) -> Result<bool, StoreError> {
         let statements = update_statements(&self.sql.table, old, new, patch);
-        self.run(move |conn| {
+        // A write runs inside the writer's transaction (see `Pool`), so the liveness check in
+        // the first statement still holds when the last one runs, and a failure undoes them all.
+        self.write(move |conn| {
             let mut statements = statements.into_iter();
             let Some(first) = statements.next() else {
                 return Ok(false);
             };
-            if statements.len() == 0 {
-                return Ok(first.execute(conn)? > 0);
-            }
-            // IMMEDIATE takes the write lock up front, so the liveness check in the first
-            // statement still holds when the last one runs.
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db)?;
-            if first.execute(&tx)? == 0 {
+            if first.execute(conn)? == 0 {
                 return Ok(false);
             }
             for statement in statements {
-                statement.execute(&tx)?;
+                statement.execute(conn)?;
             }
-            tx.commit().map_err(db)?;
             Ok(true)
         })
         .await
@@ -222,7 +229,7 @@ impl Store for SqliteStore {
             Sql::Integer(record.expires_at.as_unix_millis()),
         ];
         let inserted = self
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.prepare_cached(&sql.create)
                     .and_then(|mut st| st.execute(rusqlite::params_from_iter(params)))
                     .map_err(db)
@@ -266,7 +273,7 @@ impl Store for SqliteStore {
     async fn delete(&self, hash: &SessionHash) -> Result<bool, StoreError> {
         let sql = Arc::clone(&self.sql);
         let id = hash.to_string();
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.prepare_cached(&sql.delete)
                 .and_then(|mut st| st.execute([id]))
                 .map(|n| n > 0)
@@ -305,7 +312,7 @@ impl Store for SqliteStore {
     ) -> Result<u64, StoreError> {
         let sql = Arc::clone(&self.sql);
         let params = (user_id.to_owned(), except.map(SessionHash::to_string));
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.prepare_cached(&sql.revoke_user)
                 .and_then(|mut st| st.execute(params))
                 .map(|n| n as u64)
@@ -329,7 +336,7 @@ impl Store for SqliteStore {
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
         let sql = Arc::clone(&self.sql);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.prepare_cached(&sql.purge)
                 .and_then(|mut st| st.execute((now.as_unix_millis(), limit)))
                 .map(|n| n as u64)
@@ -843,27 +850,50 @@ impl std::error::Error for OpenError {
     }
 }
 
-/// Connections handed to blocking threads one call at a time.
+/// Connections handed to blocking threads one call at a time, and one writer thread.
+///
+/// SQLite lets one connection write at a time, and a connection that finds the write lock taken
+/// sleeps in its busy handler (1 ms, then 2, 5, 10 …) instead of being woken when the lock
+/// frees: with writes spread over pooled connections, concurrent requests spent most of their
+/// time in those sleeps. So every write of a file database goes to one thread with its own
+/// connection, which takes whatever writes are queued (up to [`MAX_BATCH`]) and runs them in
+/// one transaction, each in its own savepoint: a failing write is undone alone, and one commit
+/// serves the batch. Reads stay on the pool and run in parallel under WAL. Writers in other
+/// processes are still covered by the busy timeout.
 struct Pool {
     target: Target,
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
+    /// The writer thread's queue; `None` for an in-memory database, whose only connection is
+    /// the pool's.
+    writer: Option<mpsc::Sender<WriteJob>>,
 }
+
+/// Writes one transaction takes from the queue at most.
+const MAX_BATCH: usize = 64;
+
+/// A queued write: given the writer's connection (or why there is none), it runs and says
+/// whether it succeeded, returning what delivers its result once the batch has committed.
+type WriteJob = Box<dyn FnOnce(Result<&mut Connection, StoreError>) -> (bool, Deliver) + Send>;
+/// Hands a write's result to its caller, or the error that failed the whole batch.
+type Deliver = Box<dyn FnOnce(Option<StoreError>) + Send>;
 
 impl Pool {
     fn new(target: Target) -> Self {
         // An in-memory database exists only inside its connection: there must be exactly one.
-        let size = match target {
-            Target::File(_) => MAX_CONNECTIONS,
-            Target::Memory => 1,
+        let (size, writer) = match &target {
+            Target::File(_) => (MAX_CONNECTIONS, Some(spawn_writer(target.clone()))),
+            Target::Memory => (1, None),
         };
         Self {
             target,
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Arc::new(Semaphore::new(size)),
+            writer,
         }
     }
 
+    /// Runs `f` on a pooled connection on a blocking thread.
     async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -887,6 +917,139 @@ impl Pool {
         })
         .await
         .map_err(|e| StoreError::unavailable(NAME, e))?
+    }
+
+    /// Queues `f` for the writer thread and waits until its batch has committed.
+    async fn write<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let Some(writer) = &self.writer else {
+            return self.run(f).await;
+        };
+        let (sender, receiver) = oneshot::channel();
+        let job: WriteJob = Box::new(move |conn| {
+            let result = conn.and_then(f);
+            let ok = result.is_ok();
+            let deliver: Deliver = Box::new(move |failed| {
+                let _ = sender.send(match failed {
+                    Some(error) => Err(error),
+                    None => result,
+                });
+            });
+            (ok, deliver)
+        });
+        writer
+            .send(job)
+            .map_err(|_| StoreError::unavailable(NAME, WriterGone))?;
+        receiver
+            .await
+            .map_err(|_| StoreError::unavailable(NAME, WriterGone))?
+    }
+}
+
+/// The writer thread ended (it only does when the store is dropped, or if a write panicked).
+#[derive(Debug, thiserror::Error)]
+#[error("the SQLite writer thread has stopped")]
+struct WriterGone;
+
+/// A batch's transaction failed to begin or commit; every write in it failed with this.
+#[derive(Debug, thiserror::Error)]
+#[error("SQLite transaction failed: {0}")]
+struct BatchFailed(String);
+
+fn batch_failed(message: &str) -> StoreError {
+    StoreError::unavailable(NAME, BatchFailed(message.to_owned()))
+}
+
+fn spawn_writer(target: Target) -> mpsc::Sender<WriteJob> {
+    let (sender, jobs) = mpsc::channel::<WriteJob>();
+    let spawned = std::thread::Builder::new()
+        .name("cloakroom-sqlite-writer".to_owned())
+        .spawn(move || write_loop(&target, &jobs));
+    if let Err(error) = spawned {
+        // The queue's receiver went with the closure, so every write reports WriterGone.
+        tracing::error!(%error, "cloakroom: could not start the SQLite writer thread");
+    }
+    sender
+}
+
+/// Runs queued writes in batches until the store is dropped. The connection is opened on
+/// first use, and again after a failure to open it.
+fn write_loop(target: &Target, jobs: &mpsc::Receiver<WriteJob>) {
+    let mut conn: Option<Connection> = None;
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let opened = match conn.take() {
+            Some(open) => Ok(open),
+            None => target.open(),
+        };
+        match opened {
+            Ok(mut open) => {
+                write_batch(&mut open, batch);
+                conn = Some(open);
+            }
+            Err(error) => refuse(batch, &error.to_string()),
+        }
+    }
+}
+
+/// Fails every write of `batch` without running it.
+fn refuse(batch: Vec<WriteJob>, message: &str) {
+    for job in batch {
+        let (_, deliver) = job(Err(batch_failed(message)));
+        deliver(None);
+    }
+}
+
+/// Runs `batch` in one transaction, each write in a savepoint of its own, and delivers the
+/// results once the transaction has committed.
+fn write_batch(conn: &mut Connection, batch: Vec<WriteJob>) {
+    // IMMEDIATE takes the write lock up front, so no write of the batch meets it taken.
+    if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+        return refuse(batch, &error.to_string());
+    }
+    let mut delivers = Vec::with_capacity(batch.len());
+    let mut failure = None;
+    for job in batch {
+        if failure.is_some() {
+            let (_, deliver) = job(Err(batch_failed("an earlier write of its batch failed")));
+            delivers.push(deliver);
+            continue;
+        }
+        if let Err(error) = conn.execute_batch("SAVEPOINT cloakroom_write") {
+            failure = Some(error.to_string());
+            let (_, deliver) = job(Err(db(error)));
+            delivers.push(deliver);
+            continue;
+        }
+        let (ok, deliver) = job(Ok(conn));
+        delivers.push(deliver);
+        let closed = if ok {
+            conn.execute_batch("RELEASE cloakroom_write")
+        } else {
+            conn.execute_batch("ROLLBACK TO cloakroom_write; RELEASE cloakroom_write")
+        };
+        if let Err(error) = closed {
+            failure = Some(error.to_string());
+        }
+    }
+    let failure = match failure {
+        Some(message) => Some(message),
+        None => conn.execute_batch("COMMIT").err().map(|e| e.to_string()),
+    };
+    if failure.is_some() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for deliver in delivers {
+        deliver(failure.as_deref().map(batch_failed));
     }
 }
 
