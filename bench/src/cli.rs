@@ -13,6 +13,7 @@ usage: cargo run --release -p cloakroom-bench -- [--quick] [options]
   --out DIR             where benchmarks.md and benchmarks.svg go (default: docs/)
   --users N             virtual users per cell
   --seconds S           measured seconds per cell
+  --rounds N            split each cell into N rounds, libraries taking turns (default 5, quick 2)
   --stores LIST         e.g. memory,redis (default: memory,sqlite,postgres,mysql,redis)
   --workloads LIST      e.g. W1,W3 (default: all)
   --harness NAME        in-process or http (default: both)
@@ -63,6 +64,9 @@ impl Options {
                         .map_err(|_| format!("{arg} needs a number of seconds"))?;
                     options.plan.measure = Duration::from_secs_f64(s.clamp(0.1, 600.0));
                 }
+                "--rounds" => {
+                    options.plan.rounds = number(&value()?, arg)?.clamp(1, 100) as u32;
+                }
                 "--stores" => {
                     options.backends = list(&value()?, Backend::parse, "store")?;
                 }
@@ -99,6 +103,7 @@ impl Options {
                 warmup: Duration::from_millis(200),
                 measure: Duration::from_millis(800),
                 max_requests: 2_000_000,
+                rounds: 2,
             }
         } else {
             Plan {
@@ -106,6 +111,7 @@ impl Options {
                 warmup: Duration::from_secs(1),
                 measure: Duration::from_secs(5),
                 max_requests: 20_000_000,
+                rounds: 5,
             }
         };
         Self {
@@ -123,6 +129,7 @@ impl Options {
             scale_large: 1_000_000,
             scale_plan: Plan {
                 measure: plan.measure * 2,
+                rounds: 1,
                 ..plan
             },
         }

@@ -32,6 +32,23 @@ pub struct Plan {
     pub measure: Duration,
     /// A hard cap on requests per cell, whatever the time.
     pub max_requests: u64,
+    /// Each cell is measured in this many rounds, the libraries taking turns, so that a burst
+    /// of noise on a shared machine lands on all of them instead of deciding one cell.
+    pub rounds: u32,
+}
+
+impl Plan {
+    /// One round's share of the plan: a short warm-up of its own, and a share of the time.
+    pub fn round(&self) -> Plan {
+        let rounds = self.rounds.max(1);
+        Plan {
+            warmup: (self.warmup / rounds).max(Duration::from_millis(100)),
+            measure: self.measure / rounds,
+            max_requests: self.max_requests / u64::from(rounds),
+            rounds: 1,
+            ..*self
+        }
+    }
 }
 
 /// Where requests go.
@@ -343,11 +360,13 @@ pub async fn drive(target: Target, workload: Workload, plan: Plan, mut meters: M
     let per_request =
         |b: Option<u64>, a: Option<u64>| Some(a?.saturating_sub(b?) as f64 / sent.max(1) as f64);
     Ok(Measured {
+        p50_us: histogram.value_at_quantile(0.50) as f64 / 1000.0,
+        p99_us: histogram.value_at_quantile(0.99) as f64 / 1000.0,
+        histogram,
+        sent,
         requests,
         errors,
         seconds,
-        p50_us: histogram.value_at_quantile(0.50) as f64 / 1000.0,
-        p99_us: histogram.value_at_quantile(0.99) as f64 / 1000.0,
         mean_us: sent_nanos as f64 / sent.max(1) as f64 / 1000.0,
         ops_per_request: per_request(before.ops, after.ops),
         store_us_per_request: per_request(before.nanos, after.nanos).map(|ns| ns / 1000.0),
@@ -355,7 +374,7 @@ pub async fn drive(target: Target, workload: Workload, plan: Plan, mut meters: M
     })
 }
 
-fn new_histogram() -> Histogram<u64> {
+pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 

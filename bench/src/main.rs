@@ -133,8 +133,9 @@ async fn run(options: Options, args: &[String]) -> Result<(), String> {
         load_before,
         load_after: serverstats::load_average(),
         users: options.plan.users,
-        warmup_s: options.plan.warmup.as_secs_f64(),
         measure_s: options.plan.measure.as_secs_f64(),
+        rounds: options.plan.rounds,
+        round_warmup_s: options.plan.round().warmup.as_secs_f64(),
         minutes: started.elapsed().as_secs_f64() / 60.0,
         cleanup_problems: problems,
     };
@@ -214,30 +215,50 @@ fn standard_leftovers(env: &Env, library: Library, backend: Backend) -> Vec<Left
     }
 }
 
-/// Every harness × store × workload × library, libraries interleaved so that drift in the
-/// machine's load affects them alike.
+/// Every harness × store × workload × library, libraries interleaved round by round so that
+/// drift and bursts in the machine's load affect them alike.
 async fn measure_grid(env: &Env, options: &Options, subjects: &[Subject], results: &mut Results) {
     let redis = serverstats::redis_connection(&env.redis_url).await.ok();
     let plain = apps::plain();
+    let round = options.plan.round();
     for &harness in &options.harnesses {
         for &backend in &options.backends {
             for &workload in &options.workloads {
-                // The ceiling is measured next to each group, so that drift in the machine's
+                // The ceiling takes its turn in each round too, so that drift in the machine's
                 // speed over the run does not enter the "share of no session layer" figures.
-                let meters = Meters {
-                    ops: None,
-                    redis: None,
-                };
-                let outcome = load::measure(&plain, workload, harness, options.plan, meters).await;
-                progress(harness, workload, backend.name(), Library::Plain, &outcome);
-                results.plain.insert((harness, workload, backend), outcome);
-                for subject in subjects.iter().filter(|s| s.backend == backend) {
+                let subjects: Vec<_> = subjects.iter().filter(|s| s.backend == backend).collect();
+                let mut plain_outcome: Option<model::Outcome> = None;
+                let mut outcomes: Vec<Option<model::Outcome>> = vec![None; subjects.len()];
+                for _ in 0..options.plan.rounds.max(1) {
                     let meters = Meters {
-                        ops: subject.ops.clone(),
-                        redis: redis.clone().filter(|_| backend == Backend::Redis),
+                        ops: None,
+                        redis: None,
                     };
-                    let outcome =
-                        load::measure(subject, workload, harness, options.plan, meters).await;
+                    let outcome = load::measure(&plain, workload, harness, round, meters).await;
+                    accumulate(&mut plain_outcome, outcome);
+                    for (subject, total) in subjects.iter().zip(&mut outcomes) {
+                        let meters = Meters {
+                            ops: subject.ops.clone(),
+                            redis: redis.clone().filter(|_| backend == Backend::Redis),
+                        };
+                        let outcome =
+                            load::measure(subject, workload, harness, round, meters).await;
+                        accumulate(total, outcome);
+                    }
+                }
+                let plain_outcome = plain_outcome.unwrap_or_else(|| Err("not measured".into()));
+                progress(
+                    harness,
+                    workload,
+                    backend.name(),
+                    Library::Plain,
+                    &plain_outcome,
+                );
+                results
+                    .plain
+                    .insert((harness, workload, backend), plain_outcome);
+                for (subject, outcome) in subjects.iter().zip(outcomes) {
+                    let outcome = outcome.unwrap_or_else(|| Err("not measured".into()));
                     progress(harness, workload, backend.name(), subject.library, &outcome);
                     results
                         .cells
@@ -245,6 +266,16 @@ async fn measure_grid(env: &Env, options: &Options, subjects: &[Subject], result
                 }
             }
         }
+    }
+}
+
+/// Adds one round to a cell's total; a failed round fails the cell.
+fn accumulate(total: &mut Option<model::Outcome>, round: model::Outcome) {
+    match (total.as_mut(), round) {
+        (None, round) => *total = Some(round),
+        (Some(Ok(sum)), Ok(round)) => sum.merge(&round),
+        (Some(Ok(_)), Err(e)) => *total = Some(Err(e)),
+        (Some(Err(_)), _) => {}
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use hdrhistogram::Histogram;
+
 /// A session library under test, or none (the same router without a session layer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Library {
@@ -197,6 +199,10 @@ impl Harness {
 /// The figures of one measured cell.
 #[derive(Clone, Debug)]
 pub struct Measured {
+    /// Latencies of the measured requests, kept so that rounds of one cell merge exactly.
+    pub histogram: Histogram<u64>,
+    /// Every request sent, warm-up included: the weight of the per-request figures below.
+    pub sent: u64,
     pub requests: u64,
     pub errors: u64,
     pub seconds: f64,
@@ -213,6 +219,28 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// Folds another round of the same cell into this one: requests and seconds add up,
+    /// latencies merge, and per-request figures are weighted by the requests each round sent.
+    pub fn merge(&mut self, other: &Measured) {
+        // Both come from `new_histogram`, so their bounds agree and adding cannot fail.
+        let _ = self.histogram.add(&other.histogram);
+        let sent = (self.sent + other.sent).max(1) as f64;
+        let weigh = |a: Option<f64>, b: Option<f64>| {
+            Some((a? * self.sent as f64 + b? * other.sent as f64) / sent)
+        };
+        self.mean_us = weigh(Some(self.mean_us), Some(other.mean_us)).unwrap_or_default();
+        self.ops_per_request = weigh(self.ops_per_request, other.ops_per_request);
+        self.store_us_per_request = weigh(self.store_us_per_request, other.store_us_per_request);
+        self.server_ops_per_request =
+            weigh(self.server_ops_per_request, other.server_ops_per_request);
+        self.sent += other.sent;
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.seconds += other.seconds;
+        self.p50_us = self.histogram.value_at_quantile(0.50) as f64 / 1000.0;
+        self.p99_us = self.histogram.value_at_quantile(0.99) as f64 / 1000.0;
+    }
+
     pub fn throughput(&self) -> f64 {
         if self.seconds > 0.0 {
             self.requests as f64 / self.seconds

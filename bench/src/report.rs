@@ -17,8 +17,9 @@ pub struct RunInfo {
     pub load_before: Option<f64>,
     pub load_after: Option<f64>,
     pub users: usize,
-    pub warmup_s: f64,
     pub measure_s: f64,
+    pub rounds: u32,
+    pub round_warmup_s: f64,
     pub minutes: f64,
     pub cleanup_problems: Vec<String>,
 }
@@ -35,7 +36,9 @@ pub fn markdown(results: &Results, info: &RunInfo) -> String {
          in {min:.1} minutes. Every figure below comes from that one run: the libraries were \
          measured side by side, cell after cell, so **the ratios are the result**; the absolute \
          numbers depend on the machine. Each cell: {users} virtual users, each with its own \
-         cookie, {warm:.1} s warm-up, then {meas:.1} s measured.\n\n\
+         cookie, {meas:.1} s measured in {rounds} rounds; in each round every library of the \
+         group (and the router without a session layer) takes its turn, with {warm:.1} s \
+         warm-up, so that bursts of noise on the machine fall on all of them alike.\n\n\
          ![cloakroom's throughput divided by each peer's](benchmarks.svg)\n",
         date = info.date,
         rev = info.revision,
@@ -46,7 +49,8 @@ pub fn markdown(results: &Results, info: &RunInfo) -> String {
         cmd = info.command,
         min = info.minutes,
         users = info.users,
-        warm = info.warmup_s,
+        warm = info.round_warmup_s,
+        rounds = info.rounds,
         meas = info.measure_s,
     );
     headline(&mut md, results);
