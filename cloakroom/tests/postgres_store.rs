@@ -89,3 +89,52 @@ async fn nul_characters_are_refused_not_panicked_on() {
     assert!(store.load(&h, now()).await.unwrap().is_none());
     store.drop_table().await;
 }
+
+/// Concurrent saves share one statement; a save the database refuses must fail alone, and every
+/// save that could apply must apply, including several to one session.
+#[tokio::test]
+async fn concurrent_saves_are_batched_and_a_refused_one_fails_alone() {
+    let Some(store) = fresh_store::<PostgresStore>().await else {
+        return;
+    };
+    let store = std::sync::Arc::new(store);
+    let sessions: Vec<_> = (0..30).map(|n| hash(150 + n)).collect();
+    for h in &sessions {
+        store.create(h, &record(json!({}), None)).await.unwrap();
+    }
+    let gone = hash(149); // never created: its save reports "no live session"
+    let patch = |key: String, value: serde_json::Value| cloakroom::Patch {
+        set: vec![(key, value)],
+        updated_at: now(),
+        ..cloakroom::Patch::default()
+    };
+    let mut tasks = Vec::new();
+    for (i, h) in sessions.iter().enumerate() {
+        // Two saves per session, different keys: both must land.
+        for key in ["a", "b"] {
+            let (store, h, p) = (store.clone(), *h, patch(key.into(), json!(i)));
+            tasks.push(tokio::spawn(async move { (i, store.save(&h, &p).await) }));
+        }
+    }
+    let (refused, missing) = (sessions[7], gone);
+    let s = store.clone();
+    let nul =
+        tokio::spawn(async move { s.save(&refused, &patch("c".into(), json!("a\u{0}b"))).await });
+    let s = store.clone();
+    let absent = tokio::spawn(async move { s.save(&missing, &patch("a".into(), json!(1))).await });
+    for task in tasks {
+        let (i, result) = task.await.unwrap();
+        assert!(result.unwrap(), "save {i} found its session");
+    }
+    let err = nul.await.unwrap().unwrap_err();
+    assert!(matches!(err, StoreError::Config(_)), "{err:?}");
+    assert!(!absent.await.unwrap().unwrap(), "no session, no save");
+    for (i, h) in sessions.iter().enumerate() {
+        let loaded = store.load(h, now()).await.unwrap().unwrap();
+        assert_eq!(loaded.data.get("a"), Some(&json!(i)), "session {i}");
+        assert_eq!(loaded.data.get("b"), Some(&json!(i)), "session {i}");
+        assert_eq!(loaded.data.get("c"), None, "session {i}");
+    }
+    assert!(store.load(&gone, now()).await.unwrap().is_none());
+    store.drop_table().await;
+}

@@ -4,8 +4,15 @@
 //! Every session operation is one SQL statement, so one round trip: a patch is applied by the
 //! server (`(data - removed) || set`) to whatever the row holds when the statement runs, and row
 //! locking makes concurrent patches to one session queue up instead of overwriting each other.
+//!
+//! Saves from concurrent requests share statements: a save waits for no timer, but while one
+//! batch of saves is at the database, the saves that arrive queue up and then go together as
+//! one `UPDATE … FROM unnest(…)`, one round trip and one commit for all of them (see
+//! [`Batcher`]). Under load this cuts the commits, which cost far more than the reads, by the
+//! number of requests in flight.
 
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use serde::ser::{Serialize, Serializer};
@@ -14,6 +21,7 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
 use crate::record::{Patch, Record};
@@ -63,6 +71,8 @@ pub struct PostgresStore {
     pool: PgPool,
     table: String,
     sql: Arc<Statements>,
+    /// Started by the first save, shared by clones of the store.
+    batcher: Arc<OnceLock<Batcher>>,
 }
 
 /// The statements for one table, built once: identifiers cannot be bound as parameters, so the
@@ -72,6 +82,7 @@ struct Statements {
     load: SqlStr,
     create: SqlStr,
     save: SqlStr,
+    save_many: SqlStr,
     rotate: SqlStr,
     delete: SqlStr,
     list_user: SqlStr,
@@ -115,6 +126,24 @@ impl Statements {
             )),
             rotate: sql(format!(
                 "UPDATE {t} SET id = $10, {set} WHERE id = $1 AND expires_at > $9"
+            )),
+            // `save` for many sessions at once: one row of arrays per save, the same columns as
+            // `save`'s parameters (removed keys and set keys as JSON text). Ids are distinct.
+            save_many: sql(format!(
+                "UPDATE {t} AS s SET \
+                 data = CASE WHEN p.changes \
+                    THEN (CASE WHEN p.clear THEN '{{}}'::jsonb ELSE s.data END \
+                          - ARRAY(SELECT jsonb_array_elements_text(p.remove::jsonb))) \
+                         || p.set::jsonb \
+                    ELSE s.data END, \
+                 user_id = CASE WHEN p.user_changes THEN p.user_id ELSE s.user_id END, \
+                 expires_at = COALESCE(p.expires_at, s.expires_at), \
+                 updated_at = p.now \
+                 FROM unnest($1::text[], $2::bool[], $3::bool[], $4::text[], $5::text[], \
+                    $6::bool[], $7::text[], $8::int8[], $9::int8[]) \
+                    AS p(id, changes, clear, remove, set, user_changes, user_id, expires_at, now) \
+                 WHERE s.id = p.id AND s.expires_at > p.now \
+                 RETURNING s.id"
             )),
             delete: sql(format!("DELETE FROM {t} WHERE id = $1")),
             list_user: sql(format!(
@@ -179,6 +208,7 @@ impl PostgresStore {
             pool,
             table: sql::DEFAULT_TABLE.to_owned(),
             sql: Arc::new(Statements::new(sql::DEFAULT_TABLE)),
+            batcher: Arc::new(OnceLock::new()),
         }
     }
 
@@ -188,6 +218,7 @@ impl PostgresStore {
         let name = checked_table_name(name)?;
         self.table = name.to_owned();
         self.sql = Arc::new(Statements::new(name));
+        self.batcher = Arc::new(OnceLock::new());
         Ok(self)
     }
 
@@ -308,6 +339,142 @@ impl Serialize for SetObject<'_> {
     }
 }
 
+/// Groups concurrent saves into one statement.
+///
+/// One task per store takes every save queued when it is free, runs them as one `save_many`
+/// (at most [`MAX_BATCH`], distinct sessions only: a second save of the same session waits for
+/// the next batch, so patches to one session still apply one after the other), and answers each.
+/// A lone save goes out at once, as its own batch. If a batch fails, its saves are retried one by
+/// one, so that one session's bad data (a NUL character, say) fails only that session's save.
+#[derive(Debug)]
+struct Batcher {
+    queue: mpsc::UnboundedSender<QueuedSave>,
+}
+
+/// Saves one statement takes at most.
+const MAX_BATCH: usize = 128;
+
+struct QueuedSave {
+    hash: SessionHash,
+    patch: Patch,
+    done: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// The batch task ended before answering (its runtime is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the PostgreSQL save batcher stopped before the save was answered")]
+struct BatchGone;
+
+impl Batcher {
+    fn start(store: PostgresStore) -> Self {
+        let (queue, incoming) = mpsc::unbounded_channel();
+        // The task holds no sender, so it ends once every clone of the store is dropped.
+        tokio::spawn(Self::run(store, incoming));
+        Self { queue }
+    }
+
+    async fn run(store: PostgresStore, mut incoming: mpsc::UnboundedReceiver<QueuedSave>) {
+        let mut waiting = VecDeque::new();
+        loop {
+            if waiting.is_empty() {
+                match incoming.recv().await {
+                    Some(save) => waiting.push_back(save),
+                    None => return,
+                }
+            }
+            while let Ok(save) = incoming.try_recv() {
+                waiting.push_back(save);
+            }
+            let mut batch = Vec::new();
+            let mut seen = HashSet::new();
+            let mut later = VecDeque::new();
+            for save in waiting.drain(..) {
+                if batch.len() < MAX_BATCH && seen.insert(save.hash) {
+                    batch.push(save);
+                } else {
+                    later.push_back(save);
+                }
+            }
+            waiting = later;
+            store.save_batch(batch).await;
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Runs one batch of saves of distinct sessions and answers each.
+    async fn save_batch(&self, mut batch: Vec<QueuedSave>) {
+        if let [_] = batch.as_slice() {
+            let save = batch.remove(0);
+            let result = self
+                .update(&self.sql.save, &save.hash, None, &save.patch)
+                .await;
+            let _ = save.done.send(result);
+            return;
+        }
+        // Rows are locked in id order, whatever order the saves came in, so that two app
+        // instances saving the same sessions at once take their locks in the same order.
+        batch.sort_by_key(|save| save.hash);
+        let ids: Vec<String> = batch.iter().map(|s| s.hash.to_string()).collect();
+        let column = |f: &dyn Fn(&Patch) -> bool| batch.iter().map(|s| f(&s.patch)).collect();
+        let changes: Vec<bool> = column(&Patch::changes_data);
+        let clear: Vec<bool> = column(&|p| p.clear);
+        let user_changes: Vec<bool> = column(&|p| p.user_id.is_some());
+        // Strings and JSON values always serialize; the fallbacks are never used.
+        let remove: Vec<String> = batch
+            .iter()
+            .map(|s| serde_json::to_string(&s.patch.remove).unwrap_or_else(|_| "[]".into()))
+            .collect();
+        let set: Vec<String> = batch
+            .iter()
+            .map(|s| {
+                serde_json::to_string(&SetObject(&s.patch.set)).unwrap_or_else(|_| "{}".into())
+            })
+            .collect();
+        let user_ids: Vec<Option<&str>> = batch
+            .iter()
+            .map(|s| s.patch.user_id.as_ref().and_then(Option::as_deref))
+            .collect();
+        let expires: Vec<Option<i64>> = batch
+            .iter()
+            .map(|s| s.patch.expires_at.map(Timestamp::as_unix_millis))
+            .collect();
+        let now: Vec<i64> = batch
+            .iter()
+            .map(|s| s.patch.updated_at.as_unix_millis())
+            .collect();
+        let saved = sqlx::query_scalar::<_, String>(self.sql.save_many.clone())
+            .bind(&ids)
+            .bind(changes)
+            .bind(clear)
+            .bind(remove)
+            .bind(set)
+            .bind(user_changes)
+            .bind(user_ids)
+            .bind(expires)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await;
+        match saved {
+            Ok(saved) => {
+                let saved: HashSet<String> = saved.into_iter().collect();
+                for (save, id) in batch.into_iter().zip(&ids) {
+                    let _ = save.done.send(Ok(saved.contains(id)));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, saves = batch.len(), "cloakroom: a batch of saves failed; retrying them one by one");
+                for save in batch {
+                    let result = self
+                        .update(&self.sql.save, &save.hash, None, &save.patch)
+                        .await;
+                    let _ = save.done.send(result);
+                }
+            }
+        }
+    }
+}
+
 /// User ids are `TEXT`: read as they are.
 fn decode_user_id(text: String) -> Result<String, StoreError> {
     Ok(text)
@@ -364,7 +531,20 @@ impl Store for PostgresStore {
     }
 
     async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
-        self.update(&self.sql.save, hash, None, patch).await
+        let batcher = self.batcher.get_or_init(|| Batcher::start(self.clone()));
+        let (done, result) = oneshot::channel();
+        let queued = QueuedSave {
+            hash: *hash,
+            patch: patch.clone(),
+            done,
+        };
+        if let Err(mpsc::error::SendError(queued)) = batcher.queue.send(queued) {
+            // The batch task is gone (its runtime shut down): save on our own.
+            return self.update(&self.sql.save, hash, None, &queued.patch).await;
+        }
+        result
+            .await
+            .map_err(|_| StoreError::unavailable(ENGINE.name, BatchGone))?
     }
 
     async fn rotate(
