@@ -8,7 +8,7 @@
 //! Saves from concurrent requests share statements: a save waits for no timer, but while one
 //! batch of saves is at the database, the saves that arrive queue up and then go together as
 //! one `UPDATE … FROM unnest(…)`, one round trip and one commit for all of them (see
-//! [`Batcher`]). Under load this cuts the commits, which cost far more than the reads, by the
+//! `Batcher`). Under load this cuts the commits, which cost far more than the reads, by the
 //! number of requests in flight.
 
 use std::collections::{HashSet, VecDeque};
