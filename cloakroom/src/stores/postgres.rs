@@ -11,7 +11,7 @@
 //! `Batcher`). Under load this cuts the commits, which cost far more than the reads, by the
 //! number of requests in flight.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
@@ -21,7 +21,6 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
 use crate::record::{Patch, Record};
@@ -30,7 +29,7 @@ use crate::stores::{StoreUrl, checked_table_name};
 use crate::ticket::SessionHash;
 use crate::time::Timestamp;
 
-use super::sql;
+use super::sql::{self, Batcher, QueuedSave};
 
 const ENGINE: sql::Engine = sql::Engine {
     name: "postgres",
@@ -222,6 +221,15 @@ impl PostgresStore {
         Ok(self)
     }
 
+    /// This store with a batcher of its own, not started: for the batch task, which must not
+    /// hold the batcher that feeds it (the task ends when the last store holding that goes).
+    fn without_batcher(&self) -> Self {
+        Self {
+            batcher: Arc::new(OnceLock::new()),
+            ..self.clone()
+        }
+    }
+
     /// The table sessions are kept in.
     pub fn table(&self) -> &str {
         &self.table
@@ -339,70 +347,10 @@ impl Serialize for SetObject<'_> {
     }
 }
 
-/// Groups concurrent saves into one statement.
-///
-/// One task per store takes every save queued when it is free, runs them as one `save_many`
-/// (at most [`MAX_BATCH`], distinct sessions only: a second save of the same session waits for
-/// the next batch, so patches to one session still apply one after the other), and answers each.
-/// A lone save goes out at once, as its own batch. If a batch fails, its saves are retried one by
-/// one, so that one session's bad data (a NUL character, say) fails only that session's save.
-#[derive(Debug)]
-struct Batcher {
-    queue: mpsc::UnboundedSender<QueuedSave>,
-}
-
-/// Saves one statement takes at most.
-const MAX_BATCH: usize = 128;
-
-struct QueuedSave {
-    hash: SessionHash,
-    patch: Patch,
-    done: oneshot::Sender<Result<bool, StoreError>>,
-}
-
-/// The batch task ended before answering (its runtime is shutting down).
-#[derive(Debug, thiserror::Error)]
-#[error("the PostgreSQL save batcher stopped before the save was answered")]
-struct BatchGone;
-
-impl Batcher {
-    fn start(store: PostgresStore) -> Self {
-        let (queue, incoming) = mpsc::unbounded_channel();
-        // The task holds no sender, so it ends once every clone of the store is dropped.
-        tokio::spawn(Self::run(store, incoming));
-        Self { queue }
-    }
-
-    async fn run(store: PostgresStore, mut incoming: mpsc::UnboundedReceiver<QueuedSave>) {
-        let mut waiting = VecDeque::new();
-        loop {
-            if waiting.is_empty() {
-                match incoming.recv().await {
-                    Some(save) => waiting.push_back(save),
-                    None => return,
-                }
-            }
-            while let Ok(save) = incoming.try_recv() {
-                waiting.push_back(save);
-            }
-            let mut batch = Vec::new();
-            let mut seen = HashSet::new();
-            let mut later = VecDeque::new();
-            for save in waiting.drain(..) {
-                if batch.len() < MAX_BATCH && seen.insert(save.hash) {
-                    batch.push(save);
-                } else {
-                    later.push_back(save);
-                }
-            }
-            waiting = later;
-            store.save_batch(batch).await;
-        }
-    }
-}
-
 impl PostgresStore {
-    /// Runs one batch of saves of distinct sessions and answers each.
+    /// Runs one batch of saves of distinct sessions (see [`Batcher`]) as one `save_many`, and
+    /// answers each. If the batch fails, its saves are retried one by one, so that one
+    /// session's bad data (a NUL character, say) fails only that session's save.
     async fn save_batch(&self, mut batch: Vec<QueuedSave>) {
         if let [_] = batch.as_slice() {
             let save = batch.remove(0);
@@ -412,9 +360,6 @@ impl PostgresStore {
             let _ = save.done.send(result);
             return;
         }
-        // Rows are locked in id order, whatever order the saves came in, so that two app
-        // instances saving the same sessions at once take their locks in the same order.
-        batch.sort_by_key(|save| save.hash);
         let ids: Vec<String> = batch.iter().map(|s| s.hash.to_string()).collect();
         let column = |f: &dyn Fn(&Patch) -> bool| batch.iter().map(|s| f(&s.patch)).collect();
         let changes: Vec<bool> = column(&Patch::changes_data);
@@ -531,20 +476,17 @@ impl Store for PostgresStore {
     }
 
     async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
-        let batcher = self.batcher.get_or_init(|| Batcher::start(self.clone()));
-        let (done, result) = oneshot::channel();
-        let queued = QueuedSave {
-            hash: *hash,
-            patch: patch.clone(),
-            done,
-        };
-        if let Err(mpsc::error::SendError(queued)) = batcher.queue.send(queued) {
-            // The batch task is gone (its runtime shut down): save on our own.
-            return self.update(&self.sql.save, hash, None, &queued.patch).await;
+        let batcher = self.batcher.get_or_init(|| {
+            let store = self.without_batcher();
+            Batcher::start(move |batch| {
+                let store = store.clone();
+                async move { store.save_batch(batch).await }
+            })
+        });
+        match batcher.save(&ENGINE, hash, patch).await {
+            Some(result) => result,
+            None => self.update(&self.sql.save, hash, None, patch).await,
         }
-        result
-            .await
-            .map_err(|_| StoreError::unavailable(ENGINE.name, BatchGone))?
     }
 
     async fn rotate(

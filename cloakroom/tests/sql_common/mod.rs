@@ -64,7 +64,8 @@ macro_rules! sql_common_suite {
             undecodable_rows_are_corrupt,
             user_ids_match_exactly,
             purge_respects_its_limit_and_rotate_never_overwrites,
-            stats_count_what_is_stored
+            stats_count_what_is_stored,
+            concurrent_saves_all_apply_and_a_refused_one_fails_alone
         );
     };
     (@cases $store:ty; $($case:ident),*) => {$(
@@ -556,5 +557,64 @@ pub async fn stats_count_what_is_stored<S: SqlStore>() {
     }
     assert_eq!(store.stats(at(1000), 1).await.unwrap().top_users.len(), 1);
     assert!(store.stats(at(1000), 0).await.unwrap().top_users.is_empty());
+    store.drop_table().await;
+}
+
+/// Concurrent saves (which PostgreSQL batches into one statement): a save the database refuses
+/// must fail alone, and every save that can apply must apply, including two to one session.
+pub async fn concurrent_saves_all_apply_and_a_refused_one_fails_alone<S: SqlStore>() {
+    let Some(store) = fresh_store::<S>().await else {
+        return;
+    };
+    let sessions: Vec<_> = (0..30).map(|n| hash(150 + n)).collect();
+    for h in &sessions {
+        store.create(h, &record(json!({}), None)).await.unwrap();
+    }
+    let patch = |key: &str, value: Value| Patch {
+        set: vec![(key.to_owned(), value)],
+        updated_at: now(),
+        ..Patch::default()
+    };
+    let mut tasks = Vec::new();
+    for (i, h) in sessions.iter().enumerate() {
+        for key in ["a", "b"] {
+            let (store, h, p) = (store.clone(), *h, patch(key, json!(i)));
+            tasks.push(tokio::spawn(async move { (i, store.save(&h, &p).await) }));
+        }
+    }
+    // Too long for either engine's user index, and random so that PostgreSQL cannot compress
+    // it to fit: refused with a Config error.
+    let mut seed = 0x2545_f491_u32;
+    let long_user: String = (0..10_000)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            char::from(b'a' + (seed % 26) as u8)
+        })
+        .collect();
+    let refused = Patch {
+        user_id: Some(Some(long_user)),
+        ..patch("c", json!(1))
+    };
+    let (s, h) = (store.clone(), sessions[7]);
+    let too_long = tokio::spawn(async move { s.save(&h, &refused).await });
+    let (s, missing) = (store.clone(), hash(149)); // never created
+    let absent = tokio::spawn(async move { s.save(&missing, &patch("a", json!(1))).await });
+    for task in tasks {
+        let (i, result) = task.await.unwrap();
+        assert!(result.unwrap(), "save {i} found its session");
+    }
+    let err = too_long.await.unwrap().unwrap_err();
+    assert!(matches!(err, StoreError::Config(_)), "{err:?}");
+    assert!(!absent.await.unwrap().unwrap(), "no session, no save");
+    for (i, h) in sessions.iter().enumerate() {
+        let loaded = store.load(h, now()).await.unwrap().unwrap();
+        assert_eq!(loaded.data.get("a"), Some(&json!(i)), "session {i}");
+        assert_eq!(loaded.data.get("b"), Some(&json!(i)), "session {i}");
+        assert_eq!(loaded.data.get("c"), None, "session {i}");
+        assert_eq!(loaded.user_id, None, "session {i}");
+    }
+    assert!(store.load(&hash(149), now()).await.unwrap().is_none());
     store.drop_table().await;
 }
