@@ -73,11 +73,14 @@ async fn run(options: Options, args: &[String]) -> Result<(), String> {
     let load_before = serverstats::load_average();
     let env = Env::from_environment();
     eprintln!(
-        "cloakroom-bench: run {}; {} virtual users, {:?} + {:?} per cell; load average {}",
+        "cloakroom-bench: run {}; {} virtual users, {:?} measured per cell in {} rounds of \
+         {:?} warm-up + {:?}; load average {}",
         env.run,
         options.plan.users,
-        options.plan.warmup,
         options.plan.measure,
+        options.plan.rounds,
+        options.plan.round().warmup,
+        options.plan.round().measure,
         load_before.map_or("?".into(), |l| format!("{l:.2}"))
     );
     let mut results = Results {
