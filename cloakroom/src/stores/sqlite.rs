@@ -949,9 +949,9 @@ impl Pool {
     }
 }
 
-/// The writer thread ended (it only does when the store is dropped, or if a write panicked).
+/// The writer dropped a write unanswered: the write panicked, or the writer thread is gone.
 #[derive(Debug, thiserror::Error)]
-#[error("the SQLite writer thread has stopped")]
+#[error("the SQLite writer dropped the write (it panicked, or the writer thread has stopped)")]
 struct WriterGone;
 
 /// A batch's transaction failed to begin or commit; every write in it failed with this.
@@ -1030,7 +1030,10 @@ fn write_batch(conn: &mut Connection, batch: Vec<WriteJob>) {
             delivers.push(deliver);
             continue;
         }
-        let (ok, deliver) = job(Ok(conn));
+        // A write that panics is dropped (its caller gets WriterGone) and undone; the thread
+        // lives on for the others.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(&mut *conn))));
+        let (ok, deliver) = ran.unwrap_or_else(|_| (false, Box::new(|_| {})));
         delivers.push(deliver);
         let closed = if ok {
             conn.execute_batch("RELEASE cloakroom_write")
@@ -1098,6 +1101,39 @@ mod tests {
             &update_statements("s", &hash(1), None, &patch)[0].sql,
             "sqlite_autoindex_s_1",
         );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_fails_alone_and_the_writer_lives_on() {
+        let dir = std::env::temp_dir().join(format!("cloakroom-writer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pool = Arc::new(Pool::new(Target::File(dir.join("w.db"))));
+        let setup = pool.write(|conn| conn.execute_batch("CREATE TABLE t (n INTEGER)").map_err(db));
+        setup.await.unwrap();
+        let err = pool
+            .write(|conn| -> Result<(), StoreError> {
+                conn.execute("INSERT INTO t VALUES (1)", []).map_err(db)?;
+                panic!("a write that panics halfway")
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("dropped the write"), "{err}");
+        let count = pool
+            .write(|conn| {
+                conn.execute("INSERT INTO t VALUES (2)", []).map_err(db)?;
+                conn.query_row("SELECT group_concat(n) FROM t", [], |row| {
+                    row.get::<_, String>(0)
+                })
+                .map_err(db)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            count, "2",
+            "the panicked write was undone, the next one ran"
+        );
+        drop(pool);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
