@@ -92,13 +92,7 @@ impl SessionHash {
     /// The first 8 hex digits: enough to tell sessions apart in logs and admin listings, useless
     /// for finding the session.
     pub fn short(&self) -> String {
-        // Spans name sessions on every request: hex-encode four bytes directly instead of going
-        // through the formatting machinery for all 32.
-        let mut text = String::with_capacity(8);
-        for &byte in &self.0[..4] {
-            push_hex(&mut text, byte);
-        }
-        text
+        self.prefix().to_string()
     }
 }
 
@@ -109,36 +103,30 @@ impl SessionHash {
         struct Prefix<'a>(&'a [u8; 32]);
         impl fmt::Display for Prefix<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                let mut text = [0u8; 8];
-                for (i, &byte) in self.0[..4].iter().enumerate() {
-                    text[2 * i] = HEX[usize::from(byte >> 4)];
-                    text[2 * i + 1] = HEX[usize::from(byte & 0xf)];
-                }
-                // Only ASCII hex digits were written.
-                f.write_str(std::str::from_utf8(&text).unwrap_or_default())
+                write_hex(f, &self.0[..4])
             }
         }
         Prefix(&self.0)
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn push_hex(text: &mut String, byte: u8) {
-    text.push(char::from(HEX[usize::from(byte >> 4)]));
-    text.push(char::from(HEX[usize::from(byte & 0xf)]));
+/// Writes up to 32 bytes as lowercase hex. Stores and spans format hashes on every request, so
+/// this fills a stack buffer instead of allocating or formatting byte by byte.
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 64];
+    for (pair, &byte) in text.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
+    }
+    let used = 2 * bytes.len().min(32);
+    // Only ASCII hex digits were written.
+    f.write_str(std::str::from_utf8(&text[..used]).unwrap_or_default())
 }
 
 impl fmt::Display for SessionHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Stores format hashes on every call: fill a stack buffer instead of allocating.
-        let mut text = [0u8; 64];
-        for (i, &byte) in self.0.iter().enumerate() {
-            text[2 * i] = HEX[usize::from(byte >> 4)];
-            text[2 * i + 1] = HEX[usize::from(byte & 0xf)];
-        }
-        // Only ASCII hex digits were written.
-        f.write_str(std::str::from_utf8(&text).unwrap_or_default())
+        write_hex(f, &self.0)
     }
 }
 
