@@ -1,20 +1,17 @@
 //! What the SQL stores on sqlx (PostgreSQL, MySQL / MariaDB) share: pool settings and the
 //! default table, the first half of `connect`, turning driver errors into store errors, and
-//! turning rows back into cloakroom's types, and the batching of concurrent saves. Everything specific to an engine's SQL dialect (its
+//! turning rows back into cloakroom's types. Everything specific to an engine's SQL dialect (its
 //! statements, its schema, how it applies a patch) stays in that engine's file.
 
-use std::collections::{HashSet, VecDeque};
 use std::fmt;
-use std::future::Future;
 use std::time::Duration;
 
 use sqlx::pool::PoolOptions;
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Connection, Database, Decode, Pool, Row, Type};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
-use crate::record::{Data, Patch, Record};
+use crate::record::{Data, Record};
 use crate::store::StoreStats;
 use crate::stores::{StoreUrl, checked_table_name};
 use crate::ticket::SessionHash;
@@ -292,99 +289,5 @@ fn connect_error(store: &'static str, redacted_url: &str, error: sqlx::Error) ->
             };
             StoreError::unavailable(store, Explained { error, hint })
         }
-    }
-}
-
-/// Groups the saves of concurrent requests, so that one round trip and one commit serve many.
-///
-/// One task per store takes every save queued when it is free and hands them to the store's
-/// batch function (at most [`MAX_BATCH`], distinct sessions only: a second save of the same
-/// session waits for the next batch, so patches to one session still apply one after the other).
-/// A lone save goes out at once, as a batch of one. The batch function answers every save.
-///
-/// PostgreSQL uses it (one `UPDATE … FROM unnest(…)` per batch). MySQL does not: it has no
-/// such statement, and running a batch as one transaction of single-row updates was measured no
-/// faster than separate commits, since the updates then wait on each other's round trips.
-#[derive(Debug)]
-pub(crate) struct Batcher {
-    queue: mpsc::UnboundedSender<QueuedSave>,
-}
-
-/// Saves one batch takes at most.
-pub(crate) const MAX_BATCH: usize = 128;
-
-/// A save waiting for its batch, and where its answer goes.
-pub(crate) struct QueuedSave {
-    pub(crate) hash: SessionHash,
-    pub(crate) patch: Patch,
-    pub(crate) done: oneshot::Sender<Result<bool, StoreError>>,
-}
-
-/// The batch task ended before answering (its runtime is shutting down).
-#[derive(Debug, thiserror::Error)]
-#[error("the save batcher stopped before the save was answered")]
-struct BatchGone;
-
-impl Batcher {
-    /// Starts the task on the current tokio runtime. `run` must not hold this batcher (through
-    /// a clone of the store, say): the task ends when the last sender goes.
-    pub(crate) fn start<F, Fut>(mut run: F) -> Self
-    where
-        F: FnMut(Vec<QueuedSave>) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send,
-    {
-        let (queue, mut incoming) = mpsc::unbounded_channel::<QueuedSave>();
-        tokio::spawn(async move {
-            let mut waiting = VecDeque::new();
-            loop {
-                if waiting.is_empty() {
-                    match incoming.recv().await {
-                        Some(save) => waiting.push_back(save),
-                        None => return,
-                    }
-                }
-                while let Ok(save) = incoming.try_recv() {
-                    waiting.push_back(save);
-                }
-                let mut batch = Vec::new();
-                let mut seen = HashSet::new();
-                let mut later = VecDeque::new();
-                for save in waiting.drain(..) {
-                    if batch.len() < MAX_BATCH && seen.insert(save.hash) {
-                        batch.push(save);
-                    } else {
-                        later.push_back(save);
-                    }
-                }
-                waiting = later;
-                // Rows are locked in id order, whatever order the saves came in, so that two
-                // app instances saving the same sessions at once take their locks alike.
-                batch.sort_by_key(|save| save.hash);
-                run(batch).await;
-            }
-        });
-        Self { queue }
-    }
-
-    /// Queues a save and waits for its answer; `None` if the task is gone (the caller then
-    /// saves on its own).
-    pub(crate) async fn save(
-        &self,
-        engine: &Engine,
-        hash: &SessionHash,
-        patch: &Patch,
-    ) -> Option<Result<bool, StoreError>> {
-        let (done, answer) = oneshot::channel();
-        let queued = QueuedSave {
-            hash: *hash,
-            patch: patch.clone(),
-            done,
-        };
-        self.queue.send(queued).ok()?;
-        Some(
-            answer
-                .await
-                .unwrap_or_else(|_| Err(StoreError::unavailable(engine.name, BatchGone))),
-        )
     }
 }
