@@ -1019,14 +1019,15 @@ fn write_batch(conn: &mut Connection, batch: Vec<WriteJob>) {
     let mut delivers = Vec::with_capacity(batch.len());
     let mut failure = None;
     for job in batch {
-        if failure.is_some() {
-            let (_, deliver) = job(Err(batch_failed("an earlier write of its batch failed")));
-            delivers.push(deliver);
-            continue;
-        }
-        if let Err(error) = conn.execute_batch("SAVEPOINT cloakroom_write") {
+        if failure.is_none()
+            && let Err(error) = conn.execute_batch("SAVEPOINT cloakroom_write")
+        {
             failure = Some(error.to_string());
-            let (_, deliver) = job(Err(db(error)));
+        }
+        // Once the transaction is broken, the rest of the batch is not run: every write of it
+        // is answered with the failure below.
+        if let Some(message) = &failure {
+            let (_, deliver) = job(Err(batch_failed(message)));
             delivers.push(deliver);
             continue;
         }
