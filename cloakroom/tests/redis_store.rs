@@ -310,6 +310,63 @@ async fn ttls_are_set_and_follow_touch_rotate_and_unbinding() {
     assert!(pttl(&mut conn, &store.session_key(&h2)).await > 590_000);
 }
 
+/// Writes that only set keys take a lean script up to 1,000 keys and the full one beyond; both
+/// must leave the same record behind, and neither may bring back a deleted session.
+#[tokio::test]
+async fn key_only_writes_of_any_size_store_the_same_record() {
+    let Some((store, _cleanup)) = case().await else {
+        return;
+    };
+    let mut conn = raw().await;
+    for (seed, keys) in [(61u8, 1), (62, 1000), (63, 1001)] {
+        let h = hash(seed);
+        let created = record(json!({"a": 1}), Some("kim"), Duration::from_secs(60));
+        store.create(&h, &created).await.unwrap();
+        let later = created.created_at.saturating_add(Duration::from_millis(5));
+        let patch = Patch {
+            set: (0..keys).map(|i| (format!("k{i}"), json!(i))).collect(),
+            updated_at: later,
+            ..Patch::default()
+        };
+        assert!(store.save(&h, &patch).await.unwrap(), "{keys} keys");
+
+        let loaded = store.load(&h, later).await.unwrap().expect("still live");
+        assert_eq!(loaded.data.len(), keys + 1, "{keys} keys and the old one");
+        assert_eq!(loaded.data["a"], json!(1));
+        assert_eq!(loaded.data[&format!("k{}", keys - 1)], json!(keys - 1));
+        assert_eq!(loaded.updated_at, later);
+        assert_eq!(
+            (
+                loaded.created_at,
+                loaded.expires_at,
+                loaded.user_id.as_deref()
+            ),
+            (created.created_at, created.expires_at, Some("kim"))
+        );
+        let ttl = pttl(&mut conn, &store.session_key(&h)).await;
+        assert!((50_000..=60_000).contains(&ttl), "{keys} keys: PTTL {ttl}");
+
+        assert!(store.delete(&h).await.unwrap());
+        assert!(!store.save(&h, &patch).await.unwrap(), "{keys} keys");
+        assert_eq!(
+            pttl(&mut conn, &store.session_key(&h)).await,
+            -2,
+            "not recreated"
+        );
+    }
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(store.user_index_key("kim"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        members.is_empty(),
+        "deleted sessions left the index: {members:?}"
+    );
+}
+
 #[tokio::test]
 async fn the_index_lives_as_long_as_its_longest_session() {
     let Some((store, _cleanup)) = case().await else {
