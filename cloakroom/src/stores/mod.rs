@@ -19,6 +19,8 @@ use std::sync::Arc;
 use crate::error::StoreError;
 use crate::store::Store;
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod batch;
 #[cfg(feature = "cookie")]
 pub mod cookie;
 #[cfg(feature = "file")]

@@ -5,6 +5,12 @@
 //! it applies to whatever the row holds when the statement runs; InnoDB's row lock makes
 //! concurrent patches to one session queue up instead of overwriting each other.
 //!
+//! Saves from concurrent requests share statements, as on PostgreSQL: while one batch is at the
+//! database, the saves that arrive queue up and then go together as one
+//! `UPDATE … SET data = CASE id WHEN … END … WHERE id IN (…)`, one round trip and one commit for
+//! all of them. A lone save goes at once; a batch the server or a check refuses is retried save
+//! by save, so a bad patch fails only itself.
+//!
 //! MariaDB needs three precautions, each covered by the tests:
 //! - `JSON` is an alias of `LONGTEXT` there, so values are passed through `JSON_EXTRACT(?, '$')`,
 //!   which makes the server treat them as JSON; a plain string parameter would be stored as a JSON
@@ -16,7 +22,8 @@
 //!   MySQL parses it into its binary format and is unaffected either way.
 //! - A quoted path name starting with `-` is rejected as a syntax error, so that `-` is escaped.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -31,6 +38,7 @@ use crate::stores::{StoreUrl, checked_table_name};
 use crate::ticket::SessionHash;
 use crate::time::Timestamp;
 
+use super::batch::{Batcher, QueuedSave, SaveMany};
 use super::sql;
 
 const ENGINE: sql::Engine = sql::Engine {
@@ -78,6 +86,8 @@ pub struct MySqlStore {
     pool: MySqlPool,
     table: String,
     sql: Arc<Statements>,
+    /// Started by the first save (it needs a runtime); shared by clones, so they batch together.
+    batcher: Arc<OnceLock<Batcher>>,
 }
 
 /// The fixed statements for one table, built once: identifiers cannot be bound as parameters, so
@@ -173,6 +183,7 @@ impl MySqlStore {
             pool,
             table: sql::DEFAULT_TABLE.to_owned(),
             sql: Arc::new(Statements::new(sql::DEFAULT_TABLE)),
+            batcher: Arc::new(OnceLock::new()),
         }
     }
 
@@ -182,7 +193,17 @@ impl MySqlStore {
         let name = checked_table_name(name)?;
         self.table = name.to_owned();
         self.sql = Arc::new(Statements::new(name));
+        self.batcher = Arc::new(OnceLock::new());
         Ok(self)
+    }
+
+    /// This store with a batcher of its own, not started: for the batch task, which must not
+    /// hold the batcher that feeds it (the task ends when the last store holding that goes).
+    fn without_batcher(&self) -> Self {
+        Self {
+            batcher: Arc::new(OnceLock::new()),
+            ..self.clone()
+        }
     }
 
     /// The table sessions are kept in.
@@ -237,18 +258,12 @@ impl MySqlStore {
         if let Some(Some(user_id)) = &patch.user_id {
             check_user_id(user_id)?;
         }
-        let removed: &[String] = if patch.clear { &[] } else { &patch.remove };
-        let parameters = usize::from(new.is_some())
-            + removed.len()
-            + 2 * patch.set.len()
-            + usize::from(patch.user_id.is_some())
-            + usize::from(patch.expires_at.is_some())
-            + 3;
+        let parameters = usize::from(new.is_some()) + parameters(patch) + 2;
         if parameters > MAX_PARAMETERS {
             return Err(StoreError::Config(format!(
                 "a patch changing {} keys needs {parameters} statement parameters, more than \
                  MySQL's {MAX_PARAMETERS}; change fewer keys per request",
-                patch.set.len() + removed.len()
+                patch.set.len() + patch.remove.len()
             )));
         }
 
@@ -260,30 +275,7 @@ impl MySqlStore {
         }
         if patch.changes_data() {
             query.push(", data = ");
-            // Built inside out: start, then JSON_REMOVE around it, then JSON_SET around that.
-            if !patch.set.is_empty() {
-                query.push("JSON_SET(");
-            }
-            if !removed.is_empty() {
-                query.push("JSON_REMOVE(");
-            }
-            query.push(if patch.clear { "JSON_OBJECT()" } else { "data" });
-            if !removed.is_empty() {
-                for key in removed {
-                    query.push(", ").push_bind(member_path(key)?);
-                }
-                query.push(")");
-            }
-            if !patch.set.is_empty() {
-                for (key, value) in &patch.set {
-                    query.push(", ").push_bind(member_path(key)?);
-                    query
-                        .push(", JSON_EXTRACT(")
-                        .push_bind(ascii_json(value)?)
-                        .push(", '$')");
-                }
-                query.push(")");
-            }
+            push_data(&mut query, patch)?;
         }
         if let Some(user_id) = &patch.user_id {
             query
@@ -323,6 +315,82 @@ impl MySqlStore {
             .map_err(|e| self.error(e))?;
         Ok(())
     }
+}
+
+/// The statement parameters a patch takes in `update` (besides the ids), or in one row's part of
+/// `save_many` (besides its two ids and the expiry check).
+fn parameters(patch: &Patch) -> usize {
+    let removed = if patch.clear { 0 } else { patch.remove.len() };
+    1 + removed
+        + 2 * patch.set.len()
+        + usize::from(patch.user_id.is_some())
+        + usize::from(patch.expires_at.is_some())
+}
+
+/// Pushes the patched `data`, built inside out: the start (`data`, or an empty object when the
+/// patch clears), `JSON_REMOVE` around it, then `JSON_SET` around that.
+fn push_data(query: &mut QueryBuilder<MySql>, patch: &Patch) -> Result<(), StoreError> {
+    let removed: &[String] = if patch.clear { &[] } else { &patch.remove };
+    if !patch.set.is_empty() {
+        query.push("JSON_SET(");
+    }
+    if !removed.is_empty() {
+        query.push("JSON_REMOVE(");
+    }
+    query.push(if patch.clear { "JSON_OBJECT()" } else { "data" });
+    if !removed.is_empty() {
+        for key in removed {
+            query.push(", ").push_bind(member_path(key)?);
+        }
+        query.push(")");
+    }
+    if !patch.set.is_empty() {
+        for (key, value) in &patch.set {
+            query.push(", ").push_bind(member_path(key)?);
+            query
+                .push(", JSON_EXTRACT(")
+                .push_bind(ascii_json(value)?)
+                .push(", '$')");
+        }
+        query.push(")");
+    }
+    Ok(())
+}
+
+/// Pushes `CASE id WHEN <id> THEN <then> … ELSE <otherwise> END` over the saves `wanted` picks.
+fn push_case(
+    query: &mut QueryBuilder<MySql>,
+    batch: &[QueuedSave],
+    otherwise: &str,
+    wanted: impl Fn(&Patch) -> bool,
+    mut then: impl FnMut(&mut QueryBuilder<MySql>, &Patch) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    query.push("CASE id");
+    for save in batch.iter().filter(|save| wanted(&save.patch)) {
+        query
+            .push(" WHEN ")
+            .push_bind(save.hash.to_string())
+            .push(" THEN ");
+        then(query, &save.patch)?;
+    }
+    query.push(" ELSE ").push(otherwise).push(" END");
+    Ok(())
+}
+
+/// Pushes ` WHERE` for the rows of `batch` still live at their save's `updated_at`.
+fn push_live_rows(query: &mut QueryBuilder<MySql>, batch: &[QueuedSave]) -> Result<(), StoreError> {
+    query.push(" WHERE id IN (");
+    let mut ids = query.separated(", ");
+    for save in batch {
+        ids.push_bind(save.hash.to_string());
+    }
+    query.push(") AND expires_at > ");
+    push_case(query, batch, "NULL", |_| true, push_updated_at)
+}
+
+fn push_updated_at(query: &mut QueryBuilder<MySql>, patch: &Patch) -> Result<(), StoreError> {
+    query.push_bind(patch.updated_at.as_unix_millis());
+    Ok(())
 }
 
 /// The JSON path of the top-level member `key`: `$."key"`, with the key escaped as a JSON string.
@@ -391,6 +459,90 @@ fn decode_user_id(bytes: Vec<u8>) -> Result<String, StoreError> {
 }
 
 #[async_trait]
+impl SaveMany for MySqlStore {
+    /// One `UPDATE … SET column = CASE id WHEN … END` for the whole batch. MySQL cannot return
+    /// the rows an `UPDATE` touched, but it counts the rows it found: when that is every session
+    /// of the batch (the usual case), each save found its session. Otherwise the sessions still
+    /// live afterwards are read back; a session that had ended was not touched and cannot have
+    /// come back, so only one ended *after* the statement (and took the patch with it) is
+    /// reported as gone, which it is.
+    async fn save_many(&self, batch: &[QueuedSave]) -> Result<Vec<bool>, StoreError> {
+        let parameters: usize = batch.iter().map(|save| parameters(&save.patch) + 4).sum();
+        if parameters > MAX_PARAMETERS {
+            return Err(StoreError::Config(format!(
+                "{} saves need {parameters} statement parameters, more than MySQL's \
+                 {MAX_PARAMETERS}",
+                batch.len()
+            )));
+        }
+        let mut query = QueryBuilder::<MySql>::new("UPDATE ");
+        query.push(&self.sql.table).push(" SET updated_at = ");
+        push_case(&mut query, batch, "updated_at", |_| true, push_updated_at)?;
+        if batch.iter().any(|save| save.patch.changes_data()) {
+            query.push(", data = ");
+            push_case(&mut query, batch, "data", Patch::changes_data, push_data)?;
+        }
+        if batch.iter().any(|save| save.patch.user_id.is_some()) {
+            query.push(", user_id = ");
+            push_case(
+                &mut query,
+                batch,
+                "user_id",
+                |p| p.user_id.is_some(),
+                |query, p| {
+                    let user_id = p.user_id.as_ref().and_then(Option::as_deref);
+                    if let Some(user_id) = user_id {
+                        check_user_id(user_id)?;
+                    }
+                    query.push_bind(user_id.map(str::as_bytes));
+                    Ok(())
+                },
+            )?;
+        }
+        if batch.iter().any(|save| save.patch.expires_at.is_some()) {
+            query.push(", expires_at = ");
+            push_case(
+                &mut query,
+                batch,
+                "expires_at",
+                |p| p.expires_at.is_some(),
+                |query, p| {
+                    query.push_bind(p.expires_at.map(Timestamp::as_unix_millis));
+                    Ok(())
+                },
+            )?;
+        }
+        push_live_rows(&mut query, batch)?;
+        let done = query
+            .build()
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        if done.rows_affected() == batch.len() as u64 {
+            return Ok(vec![true; batch.len()]);
+        }
+        let mut check = QueryBuilder::<MySql>::new("SELECT id FROM ");
+        check.push(&self.sql.table);
+        push_live_rows(&mut check, batch)?;
+        let live: HashSet<String> = check
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?
+            .into_iter()
+            .collect();
+        Ok(batch
+            .iter()
+            .map(|save| live.contains(&save.hash.to_string()))
+            .collect())
+    }
+
+    async fn save_one(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
+        self.update(hash, None, patch).await
+    }
+}
+
+#[async_trait]
 impl Store for MySqlStore {
     fn name(&self) -> &'static str {
         ENGINE.name
@@ -434,7 +586,13 @@ impl Store for MySqlStore {
     }
 
     async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
-        self.update(hash, None, patch).await
+        let batcher = self
+            .batcher
+            .get_or_init(|| Batcher::start(ENGINE.name, self.without_batcher()));
+        match batcher.save(hash, patch).await {
+            Some(result) => result,
+            None => self.update(hash, None, patch).await,
+        }
     }
 
     async fn rotate(

@@ -11,8 +11,7 @@
 //! `Batcher`). Under load this cuts the commits, which cost far more than the reads, by the
 //! number of requests in flight.
 
-use std::collections::{HashSet, VecDeque};
-use std::future::Future;
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
@@ -22,7 +21,6 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
 use crate::record::{Patch, Record};
@@ -31,6 +29,7 @@ use crate::stores::{StoreUrl, checked_table_name};
 use crate::ticket::SessionHash;
 use crate::time::Timestamp;
 
+use super::batch::{Batcher, QueuedSave, SaveMany};
 use super::sql;
 
 const ENGINE: sql::Engine = sql::Engine {
@@ -349,35 +348,9 @@ impl Serialize for SetObject<'_> {
     }
 }
 
-impl PostgresStore {
-    /// Runs one batch of saves of distinct sessions (see [`Batcher`]) and answers each. Two or
-    /// more go as one `save_many`; if that fails, or for a lone save, each runs as its own
-    /// `save`, so that one session's bad data (a NUL character, say) fails only its own save.
-    async fn save_batch(&self, batch: Vec<QueuedSave>) {
-        if batch.len() > 1 {
-            match self.save_many(&batch).await {
-                Ok(saved) => {
-                    for (save, saved) in batch.into_iter().zip(saved) {
-                        let _ = save.done.send(Ok(saved));
-                    }
-                    return;
-                }
-                Err(error) => tracing::debug!(
-                    %error, saves = batch.len(),
-                    "cloakroom: a batch of saves failed; retrying them one by one"
-                ),
-            }
-        }
-        for save in batch {
-            let result = self
-                .update(&self.sql.save, &save.hash, None, &save.patch)
-                .await;
-            let _ = save.done.send(result);
-        }
-    }
-
-    /// Runs `batch` as one `save_many`: whether each save found its live session.
-    async fn save_many(&self, batch: &[QueuedSave]) -> Result<Vec<bool>, sqlx::Error> {
+#[async_trait]
+impl SaveMany for PostgresStore {
+    async fn save_many(&self, batch: &[QueuedSave]) -> Result<Vec<bool>, StoreError> {
         fn column<'a, T>(batch: &'a [QueuedSave], f: impl Fn(&'a Patch) -> T) -> Vec<T> {
             batch.iter().map(|save| f(&save.patch)).collect()
         }
@@ -404,99 +377,15 @@ impl PostgresStore {
             }))
             .bind(column(batch, |p| p.updated_at.as_unix_millis()))
             .fetch_all(&self.pool)
-            .await?
+            .await
+            .map_err(|e| self.error(e))?
             .into_iter()
             .collect();
         Ok(ids.iter().map(|id| saved.contains(id)).collect())
     }
-}
 
-/// Groups the saves of concurrent requests, so that one round trip and one commit serve many.
-///
-/// One task per store takes every save queued when it is free and hands them to the store's
-/// batch function (at most [`MAX_BATCH`], distinct sessions only: a second save of the same
-/// session waits for the next batch, so patches to one session still apply one after the other).
-/// A lone save goes out at once, as a batch of one. The batch function answers every save.
-///
-/// (MySQL has no such statement; running a batch there as one transaction of single-row updates
-/// was measured no faster than separate commits, since the updates then wait on each other's
-/// round trips.)
-#[derive(Debug)]
-struct Batcher {
-    queue: mpsc::UnboundedSender<QueuedSave>,
-}
-
-/// Saves one batch takes at most.
-const MAX_BATCH: usize = 128;
-
-/// A save waiting for its batch, and where its answer goes.
-struct QueuedSave {
-    hash: SessionHash,
-    patch: Patch,
-    done: oneshot::Sender<Result<bool, StoreError>>,
-}
-
-/// The batch task ended before answering (its runtime is shutting down).
-#[derive(Debug, thiserror::Error)]
-#[error("the save batcher stopped before the save was answered")]
-struct BatchGone;
-
-impl Batcher {
-    /// Starts the task on the current tokio runtime. `run` must not hold this batcher (through
-    /// a clone of the store, say): the task ends when the last sender goes.
-    fn start<F, Fut>(mut run: F) -> Self
-    where
-        F: FnMut(Vec<QueuedSave>) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send,
-    {
-        let (queue, mut incoming) = mpsc::unbounded_channel::<QueuedSave>();
-        tokio::spawn(async move {
-            let mut waiting = VecDeque::new();
-            loop {
-                if waiting.is_empty() {
-                    match incoming.recv().await {
-                        Some(save) => waiting.push_back(save),
-                        None => return,
-                    }
-                }
-                while let Ok(save) = incoming.try_recv() {
-                    waiting.push_back(save);
-                }
-                let mut batch = Vec::new();
-                let mut seen = HashSet::new();
-                let mut later = VecDeque::new();
-                for save in waiting.drain(..) {
-                    if batch.len() < MAX_BATCH && seen.insert(save.hash) {
-                        batch.push(save);
-                    } else {
-                        later.push_back(save);
-                    }
-                }
-                waiting = later;
-                // Rows are locked in id order, whatever order the saves came in, so that two
-                // app instances saving the same sessions at once take their locks alike.
-                batch.sort_by_key(|save| save.hash);
-                run(batch).await;
-            }
-        });
-        Self { queue }
-    }
-
-    /// Queues a save and waits for its answer; `None` if the task is gone (the caller then
-    /// saves on its own).
-    async fn save(&self, hash: &SessionHash, patch: &Patch) -> Option<Result<bool, StoreError>> {
-        let (done, answer) = oneshot::channel();
-        let queued = QueuedSave {
-            hash: *hash,
-            patch: patch.clone(),
-            done,
-        };
-        self.queue.send(queued).ok()?;
-        Some(
-            answer
-                .await
-                .unwrap_or_else(|_| Err(StoreError::unavailable(ENGINE.name, BatchGone))),
-        )
+    async fn save_one(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
+        self.update(&self.sql.save, hash, None, patch).await
     }
 }
 
@@ -556,13 +445,9 @@ impl Store for PostgresStore {
     }
 
     async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
-        let batcher = self.batcher.get_or_init(|| {
-            let store = self.without_batcher();
-            Batcher::start(move |batch| {
-                let store = store.clone();
-                async move { store.save_batch(batch).await }
-            })
-        });
+        let batcher = self
+            .batcher
+            .get_or_init(|| Batcher::start(ENGINE.name, self.without_batcher()));
         match batcher.save(hash, patch).await {
             Some(result) => result,
             None => self.update(&self.sql.save, hash, None, patch).await,

@@ -65,7 +65,8 @@ macro_rules! sql_common_suite {
             user_ids_match_exactly,
             purge_respects_its_limit_and_rotate_never_overwrites,
             stats_count_what_is_stored,
-            concurrent_saves_all_apply_and_a_refused_one_fails_alone
+            concurrent_saves_all_apply_and_a_refused_one_fails_alone,
+            concurrent_saves_of_every_kind_apply_as_if_alone
         );
     };
     (@cases $store:ty; $($case:ident),*) => {$(
@@ -597,7 +598,10 @@ pub async fn concurrent_saves_all_apply_and_a_refused_one_fails_alone<S: SqlStor
         user_id: Some(Some(long_user)),
         ..patch("c", json!(1))
     };
-    let (s, h) = (store.clone(), sessions[7]);
+    // On a session of its own, so that it queues with the others instead of after them.
+    let alone = hash(180);
+    let (s, h) = (store.clone(), alone);
+    store.create(&h, &record(json!({}), None)).await.unwrap();
     let too_long = tokio::spawn(async move { s.save(&h, &refused).await });
     let (s, missing) = (store.clone(), hash(149)); // never created
     let absent = tokio::spawn(async move { s.save(&missing, &patch("a", json!(1))).await });
@@ -615,6 +619,95 @@ pub async fn concurrent_saves_all_apply_and_a_refused_one_fails_alone<S: SqlStor
         assert_eq!(loaded.data.get("c"), None, "session {i}");
         assert_eq!(loaded.user_id, None, "session {i}");
     }
+    let untouched = store.load(&alone, now()).await.unwrap().unwrap();
+    assert!(untouched.data.is_empty() && untouched.user_id.is_none());
     assert!(store.load(&hash(149), now()).await.unwrap().is_none());
+    store.drop_table().await;
+}
+
+/// Saves that queue up go to the database together; every kind of patch in such a batch, and
+/// sessions that ended or never existed, must come out exactly as a save on its own would.
+pub async fn concurrent_saves_of_every_kind_apply_as_if_alone<S: SqlStore>() {
+    let Some(store) = fresh_store::<S>().await else {
+        return;
+    };
+    let start = now();
+    let later = start.saturating_add(Duration::from_secs(7200));
+    let sessions: Vec<_> = (0..25).map(|n| hash(200 + n)).collect();
+    for (i, h) in sessions.iter().enumerate() {
+        let user = (i % 5 == 4).then_some("old");
+        let data = json!({"keep": 1, "drop": 2});
+        store.create(h, &record(data, user)).await.unwrap();
+    }
+    let (ended_hash, absent) = (hash(230), hash(231));
+    let mut ended = record(json!({"keep": 1}), None);
+    ended.expires_at = start.saturating_add(Duration::from_millis(50));
+    store.create(&ended_hash, &ended).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let patch_for = |i: usize| {
+        let mut patch = Patch {
+            set: vec![("a".to_owned(), json!(i))],
+            updated_at: now(),
+            ..Patch::default()
+        };
+        match i % 5 {
+            1 => patch.remove = vec!["drop".to_owned()],
+            2 => patch.clear = true,
+            3 => {
+                patch.set.clear();
+                patch.user_id = Some(Some(format!("u{i}")));
+                patch.expires_at = Some(later);
+            }
+            4 => patch.user_id = Some(None),
+            _ => {}
+        }
+        patch
+    };
+    let mut tasks = Vec::new();
+    for (i, h) in sessions.iter().enumerate() {
+        let (store, h, patch) = (store.clone(), *h, patch_for(i));
+        tasks.push(tokio::spawn(async move { store.save(&h, &patch).await }));
+    }
+    let mut gone = Vec::new();
+    for h in [ended_hash, absent] {
+        let (store, patch) = (store.clone(), patch_for(0));
+        gone.push(tokio::spawn(async move { store.save(&h, &patch).await }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        assert!(task.await.unwrap().unwrap(), "save {i} found its session");
+    }
+    for task in gone {
+        assert!(!task.await.unwrap().unwrap(), "ended or absent: not saved");
+    }
+
+    for (i, h) in sessions.iter().enumerate() {
+        let loaded = store.load(h, now()).await.unwrap().unwrap();
+        let (data, user, expires) = match i % 5 {
+            0 => (json!({"keep": 1, "drop": 2, "a": i}), None, None),
+            1 => (json!({"keep": 1, "a": i}), None, None),
+            2 => (json!({"a": i}), None, None),
+            3 => (
+                json!({"keep": 1, "drop": 2}),
+                Some(format!("u{i}")),
+                Some(later),
+            ),
+            _ => (json!({"keep": 1, "drop": 2, "a": i}), None, None),
+        };
+        assert_eq!(Value::Object(loaded.data), data, "session {i}");
+        assert_eq!(loaded.user_id, user, "session {i}");
+        if let Some(expires) = expires {
+            assert_eq!(loaded.expires_at, expires, "session {i}");
+        } else {
+            assert!(loaded.expires_at < later, "session {i} kept its expiry");
+        }
+    }
+    let bound: Vec<_> = store.list_user("u3", now()).await.unwrap();
+    assert_eq!(bound.len(), 1, "the index follows a batched bind");
+    assert!(store.list_user("old", now()).await.unwrap().is_empty());
+    assert!(
+        store.load(&absent, now()).await.unwrap().is_none(),
+        "not created"
+    );
     store.drop_table().await;
 }
