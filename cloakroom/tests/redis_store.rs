@@ -154,6 +154,17 @@ async fn keys_of(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> 
     }
 }
 
+/// The members of a user index, lowest score first.
+async fn index_members(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<String> {
+    redis::cmd("ZRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
 async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
     redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
 }
@@ -290,13 +301,7 @@ async fn ttls_are_set_and_follow_touch_rotate_and_unbinding() {
     );
     assert_eq!(pttl(&mut conn, &session_key).await, -2, "old key is gone");
     assert!(pttl(&mut conn, &store.session_key(&h2)).await > 590_000);
-    let members: Vec<String> = redis::cmd("ZRANGE")
-        .arg(&index_key)
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let members = index_members(&mut conn, &index_key).await;
     assert_eq!(members, vec![h2.to_string()]);
 
     // Unbinding the user removes the index, which held only this session.
@@ -354,13 +359,7 @@ async fn key_only_writes_of_any_size_store_the_same_record() {
             "not recreated"
         );
     }
-    let members: Vec<String> = redis::cmd("ZRANGE")
-        .arg(store.user_index_key("kim"))
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let members = index_members(&mut conn, &store.user_index_key("kim")).await;
     assert!(
         members.is_empty(),
         "deleted sessions left the index: {members:?}"
@@ -459,13 +458,7 @@ async fn list_and_purge_prune_stale_index_members() {
         listed.iter().map(|(h, _)| *h).collect::<Vec<_>>(),
         vec![live]
     );
-    let members: Vec<String> = redis::cmd("ZRANGE")
-        .arg(&index_key)
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let members = index_members(&mut conn, &index_key).await;
     assert_eq!(members, vec![live.to_string()], "listing pruned the ghost");
     assert_eq!(
         store.purge_expired(SystemClock.now(), 1000).await.unwrap(),
@@ -513,13 +506,7 @@ async fn the_callers_clock_decides_expiry_too() {
     replacement.expires_at = far;
     store.create(&h2, &replacement).await.unwrap();
     assert_eq!(store.load(&h2, later).await.unwrap(), Some(replacement));
-    let fay: Vec<String> = redis::cmd("ZRANGE")
-        .arg(store.user_index_key("fay"))
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let fay = index_members(&mut conn, &store.user_index_key("fay")).await;
     assert_eq!(fay, vec![h1.to_string()]);
 
     assert_eq!(
