@@ -263,7 +263,7 @@ impl MySqlStore {
             return Err(StoreError::Config(format!(
                 "a patch changing {} keys needs {parameters} statement parameters, more than \
                  MySQL's {MAX_PARAMETERS}; change fewer keys per request",
-                patch.set.len() + patch.remove.len()
+                patch.set.len() + if patch.clear { 0 } else { patch.remove.len() }
             )));
         }
 
@@ -317,8 +317,7 @@ impl MySqlStore {
     }
 }
 
-/// The statement parameters a patch takes in `update` (besides the ids), or in one row's part of
-/// `save_many` (besides its two ids and the expiry check).
+/// The statement parameters a patch takes in `update`, besides the ids.
 fn parameters(patch: &Patch) -> usize {
     let removed = if patch.clear { 0 } else { patch.remove.len() };
     1 + removed
@@ -357,20 +356,39 @@ fn push_data(query: &mut QueryBuilder<MySql>, patch: &Patch) -> Result<(), Store
     Ok(())
 }
 
-/// Pushes `CASE id WHEN <id> THEN <then> … ELSE <otherwise> END` over the saves `wanted` picks.
+/// The statement parameters one save takes in `save_many`: its id and value in each `CASE` it
+/// appears in (`updated_at`, the expiry check, and `data`, `user_id`, `expires_at` when it
+/// changes them), the data expression's own, and its id in `IN (…)`.
+fn batch_parameters(patch: &Patch) -> usize {
+    let removed = if patch.clear { 0 } else { patch.remove.len() };
+    let data = if patch.changes_data() {
+        1 + removed + 2 * patch.set.len()
+    } else {
+        0
+    };
+    2 + 2
+        + data
+        + 2 * usize::from(patch.user_id.is_some())
+        + 2 * usize::from(patch.expires_at.is_some())
+        + 1
+}
+
+/// Pushes `CASE id WHEN <id> THEN <then> … ELSE <otherwise> END` over the saves `wanted` picks;
+/// `ids` are the saves' ids as bound, in batch order.
 fn push_case(
     query: &mut QueryBuilder<MySql>,
     batch: &[QueuedSave],
+    ids: &[String],
     otherwise: &str,
     wanted: impl Fn(&Patch) -> bool,
     mut then: impl FnMut(&mut QueryBuilder<MySql>, &Patch) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     query.push("CASE id");
-    for save in batch.iter().filter(|save| wanted(&save.patch)) {
-        query
-            .push(" WHEN ")
-            .push_bind(save.hash.to_string())
-            .push(" THEN ");
+    for (save, id) in batch.iter().zip(ids) {
+        if !wanted(&save.patch) {
+            continue;
+        }
+        query.push(" WHEN ").push_bind(id.clone()).push(" THEN ");
         then(query, &save.patch)?;
     }
     query.push(" ELSE ").push(otherwise).push(" END");
@@ -378,14 +396,18 @@ fn push_case(
 }
 
 /// Pushes ` WHERE` for the rows of `batch` still live at their save's `updated_at`.
-fn push_live_rows(query: &mut QueryBuilder<MySql>, batch: &[QueuedSave]) -> Result<(), StoreError> {
+fn push_live_rows(
+    query: &mut QueryBuilder<MySql>,
+    batch: &[QueuedSave],
+    ids: &[String],
+) -> Result<(), StoreError> {
     query.push(" WHERE id IN (");
-    let mut ids = query.separated(", ");
-    for save in batch {
-        ids.push_bind(save.hash.to_string());
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(id.clone());
     }
     query.push(") AND expires_at > ");
-    push_case(query, batch, "NULL", |_| true, push_updated_at)
+    push_case(query, batch, ids, "NULL", |_| true, push_updated_at)
 }
 
 fn push_updated_at(query: &mut QueryBuilder<MySql>, patch: &Patch) -> Result<(), StoreError> {
@@ -458,6 +480,79 @@ fn decode_user_id(bytes: Vec<u8>) -> Result<String, StoreError> {
         .map_err(|_| StoreError::corrupt(ENGINE.name, "user_id is not valid UTF-8"))
 }
 
+/// `save_many`'s `UPDATE`: `SET column = CASE id WHEN … END` for each column a save changes,
+/// over the rows of `batch` still live. Refused (before any I/O) when it would need more
+/// parameters than MySQL allows or a save's user id is too long.
+fn save_many_statement(
+    table: &str,
+    batch: &[QueuedSave],
+    ids: &[String],
+) -> Result<QueryBuilder<MySql>, StoreError> {
+    let parameters: usize = batch.iter().map(|save| batch_parameters(&save.patch)).sum();
+    if parameters > MAX_PARAMETERS {
+        return Err(StoreError::Config(format!(
+            "{} saves need {parameters} statement parameters, more than MySQL's \
+             {MAX_PARAMETERS}",
+            batch.len()
+        )));
+    }
+    let mut query = QueryBuilder::<MySql>::new("UPDATE ");
+    query.push(table).push(" SET updated_at = ");
+    push_case(
+        &mut query,
+        batch,
+        ids,
+        "updated_at",
+        |_| true,
+        push_updated_at,
+    )?;
+    if batch.iter().any(|save| save.patch.changes_data()) {
+        query.push(", data = ");
+        push_case(
+            &mut query,
+            batch,
+            ids,
+            "data",
+            Patch::changes_data,
+            push_data,
+        )?;
+    }
+    if batch.iter().any(|save| save.patch.user_id.is_some()) {
+        query.push(", user_id = ");
+        push_case(
+            &mut query,
+            batch,
+            ids,
+            "user_id",
+            |p| p.user_id.is_some(),
+            |query, p| {
+                let user_id = p.user_id.as_ref().and_then(Option::as_deref);
+                if let Some(user_id) = user_id {
+                    check_user_id(user_id)?;
+                }
+                query.push_bind(user_id.map(str::as_bytes));
+                Ok(())
+            },
+        )?;
+    }
+    if batch.iter().any(|save| save.patch.expires_at.is_some()) {
+        query.push(", expires_at = ");
+        push_case(
+            &mut query,
+            batch,
+            ids,
+            "expires_at",
+            |p| p.expires_at.is_some(),
+            |query, p| {
+                query.push_bind(p.expires_at.map(Timestamp::as_unix_millis));
+                Ok(())
+            },
+        )?;
+    }
+    push_live_rows(&mut query, batch, ids)?;
+    Ok(query)
+}
+
 #[async_trait]
 impl SaveMany for MySqlStore {
     /// One `UPDATE … SET column = CASE id WHEN … END` for the whole batch. MySQL cannot return
@@ -467,52 +562,8 @@ impl SaveMany for MySqlStore {
     /// come back, so only one ended *after* the statement (and took the patch with it) is
     /// reported as gone, which it is.
     async fn save_many(&self, batch: &[QueuedSave]) -> Result<Vec<bool>, StoreError> {
-        let parameters: usize = batch.iter().map(|save| parameters(&save.patch) + 4).sum();
-        if parameters > MAX_PARAMETERS {
-            return Err(StoreError::Config(format!(
-                "{} saves need {parameters} statement parameters, more than MySQL's \
-                 {MAX_PARAMETERS}",
-                batch.len()
-            )));
-        }
-        let mut query = QueryBuilder::<MySql>::new("UPDATE ");
-        query.push(&self.sql.table).push(" SET updated_at = ");
-        push_case(&mut query, batch, "updated_at", |_| true, push_updated_at)?;
-        if batch.iter().any(|save| save.patch.changes_data()) {
-            query.push(", data = ");
-            push_case(&mut query, batch, "data", Patch::changes_data, push_data)?;
-        }
-        if batch.iter().any(|save| save.patch.user_id.is_some()) {
-            query.push(", user_id = ");
-            push_case(
-                &mut query,
-                batch,
-                "user_id",
-                |p| p.user_id.is_some(),
-                |query, p| {
-                    let user_id = p.user_id.as_ref().and_then(Option::as_deref);
-                    if let Some(user_id) = user_id {
-                        check_user_id(user_id)?;
-                    }
-                    query.push_bind(user_id.map(str::as_bytes));
-                    Ok(())
-                },
-            )?;
-        }
-        if batch.iter().any(|save| save.patch.expires_at.is_some()) {
-            query.push(", expires_at = ");
-            push_case(
-                &mut query,
-                batch,
-                "expires_at",
-                |p| p.expires_at.is_some(),
-                |query, p| {
-                    query.push_bind(p.expires_at.map(Timestamp::as_unix_millis));
-                    Ok(())
-                },
-            )?;
-        }
-        push_live_rows(&mut query, batch)?;
+        let ids: Vec<String> = batch.iter().map(|save| save.hash.to_string()).collect();
+        let mut query = save_many_statement(&self.sql.table, batch, &ids)?;
         let done = query
             .build()
             .execute(&self.pool)
@@ -523,7 +574,7 @@ impl SaveMany for MySqlStore {
         }
         let mut check = QueryBuilder::<MySql>::new("SELECT id FROM ");
         check.push(&self.sql.table);
-        push_live_rows(&mut check, batch)?;
+        push_live_rows(&mut check, batch, &ids)?;
         let live: HashSet<String> = check
             .build_query_scalar()
             .fetch_all(&self.pool)
@@ -531,10 +582,7 @@ impl SaveMany for MySqlStore {
             .map_err(|e| self.error(e))?
             .into_iter()
             .collect();
-        Ok(batch
-            .iter()
-            .map(|save| live.contains(&save.hash.to_string()))
-            .collect())
+        Ok(ids.iter().map(|id| live.contains(id)).collect())
     }
 
     async fn save_one(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
@@ -698,4 +746,62 @@ impl Store for MySqlStore {
 /// Opens the store for [`connect`](crate::stores::connect).
 pub(crate) async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
     Ok(Arc::new(MySqlStore::connect_parsed(url).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn queued(seed: u8, patch: Patch) -> QueuedSave {
+        let (done, _) = tokio::sync::oneshot::channel();
+        QueuedSave {
+            hash: SessionHash::from_bytes([seed; 32]),
+            patch,
+            done,
+        }
+    }
+
+    /// The refusal of an oversized batch rests on `batch_parameters`: it must count exactly the
+    /// placeholders the statement binds, for every kind of save.
+    #[test]
+    fn batch_parameters_count_every_placeholder() {
+        let at = Timestamp::from_unix_millis(1_000);
+        let set = vec![("a".to_owned(), json!(1)), ("b".to_owned(), json!([2]))];
+        let patches = [
+            Patch {
+                set: set.clone(),
+                updated_at: at,
+                ..Patch::default()
+            },
+            Patch {
+                remove: vec!["x".to_owned(), "y".to_owned()],
+                user_id: Some(Some("ann".to_owned())),
+                updated_at: at,
+                ..Patch::default()
+            },
+            Patch {
+                clear: true,
+                remove: vec!["ignored when clearing".to_owned()],
+                set,
+                user_id: Some(None),
+                expires_at: Some(at),
+                updated_at: at,
+            },
+            Patch::touch(at, at),
+        ];
+        let batch: Vec<_> = patches
+            .into_iter()
+            .zip(1..)
+            .map(|(patch, seed)| queued(seed, patch))
+            .collect();
+        let ids: Vec<String> = batch.iter().map(|save| save.hash.to_string()).collect();
+        for n in 1..=batch.len() {
+            let statement = save_many_statement("t", &batch[..n], &ids[..n]).unwrap();
+            let placeholders = statement.sql().as_str().matches('?').count();
+            let counted: usize = batch[..n].iter().map(|s| batch_parameters(&s.patch)).sum();
+            assert_eq!(placeholders, counted, "first {n} saves");
+        }
+    }
 }
