@@ -2,6 +2,7 @@
 //! MySQL).
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
@@ -40,13 +41,35 @@ pub(crate) struct QueuedSave {
 
 /// What a store does with a batch.
 #[async_trait]
-pub(crate) trait SaveMany: Send + Sync + 'static {
+pub(crate) trait SaveMany: Send + Sync + Sized + 'static {
+    /// The store's name, for errors.
+    const ENGINE: &'static str;
+
+    /// Where the store keeps its batcher, started by the first save (it needs a runtime).
+    fn batcher(&self) -> &OnceLock<Batcher>;
+
+    /// This store with a batcher of its own, not started: for the batch task, which must not
+    /// hold the batcher that feeds it (the task ends when the last store holding that goes).
+    fn without_batcher(&self) -> Self;
+
     /// Runs two or more saves of distinct sessions, sorted by hash, as one statement: whether
     /// each found its live session.
     async fn save_many(&self, batch: &[QueuedSave]) -> Result<Vec<bool>, StoreError>;
 
     /// Runs one save on its own.
     async fn save_one(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError>;
+
+    /// [`Store::save`](crate::Store::save): through the batcher, or on its own when the batch
+    /// task is gone.
+    async fn save_batched(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
+        let batcher = self
+            .batcher()
+            .get_or_init(|| Batcher::start(Self::ENGINE, self.without_batcher()));
+        match batcher.save(hash, patch).await {
+            Some(result) => result,
+            None => self.save_one(hash, patch).await,
+        }
+    }
 }
 
 /// Runs one batch and answers each of its saves.

@@ -197,15 +197,6 @@ impl MySqlStore {
         Ok(self)
     }
 
-    /// This store with a batcher of its own, not started: for the batch task, which must not
-    /// hold the batcher that feeds it (the task ends when the last store holding that goes).
-    fn without_batcher(&self) -> Self {
-        Self {
-            batcher: Arc::new(OnceLock::new()),
-            ..self.clone()
-        }
-    }
-
     /// The table sessions are kept in.
     pub fn table(&self) -> &str {
         &self.table
@@ -555,6 +546,19 @@ fn save_many_statement(
 
 #[async_trait]
 impl SaveMany for MySqlStore {
+    const ENGINE: &'static str = ENGINE.name;
+
+    fn batcher(&self) -> &OnceLock<Batcher> {
+        &self.batcher
+    }
+
+    fn without_batcher(&self) -> Self {
+        Self {
+            batcher: Arc::new(OnceLock::new()),
+            ..self.clone()
+        }
+    }
+
     /// One `UPDATE … SET column = CASE id WHEN … END` for the whole batch. MySQL cannot return
     /// the rows an `UPDATE` touched, but it counts the rows it found: when that is every session
     /// of the batch (the usual case), each save found its session. Otherwise the sessions still
@@ -634,13 +638,7 @@ impl Store for MySqlStore {
     }
 
     async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
-        let batcher = self
-            .batcher
-            .get_or_init(|| Batcher::start(ENGINE.name, self.without_batcher()));
-        match batcher.save(hash, patch).await {
-            Some(result) => result,
-            None => self.update(hash, None, patch).await,
-        }
+        self.save_batched(hash, patch).await
     }
 
     async fn rotate(

@@ -222,15 +222,6 @@ impl PostgresStore {
         Ok(self)
     }
 
-    /// This store with a batcher of its own, not started: for the batch task, which must not
-    /// hold the batcher that feeds it (the task ends when the last store holding that goes).
-    fn without_batcher(&self) -> Self {
-        Self {
-            batcher: Arc::new(OnceLock::new()),
-            ..self.clone()
-        }
-    }
-
     /// The table sessions are kept in.
     pub fn table(&self) -> &str {
         &self.table
@@ -350,6 +341,19 @@ impl Serialize for SetObject<'_> {
 
 #[async_trait]
 impl SaveMany for PostgresStore {
+    const ENGINE: &'static str = ENGINE.name;
+
+    fn batcher(&self) -> &OnceLock<Batcher> {
+        &self.batcher
+    }
+
+    fn without_batcher(&self) -> Self {
+        Self {
+            batcher: Arc::new(OnceLock::new()),
+            ..self.clone()
+        }
+    }
+
     async fn save_many(&self, batch: &[QueuedSave]) -> Result<Vec<bool>, StoreError> {
         fn column<'a, T>(batch: &'a [QueuedSave], f: impl Fn(&'a Patch) -> T) -> Vec<T> {
             batch.iter().map(|save| f(&save.patch)).collect()
@@ -445,13 +449,7 @@ impl Store for PostgresStore {
     }
 
     async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
-        let batcher = self
-            .batcher
-            .get_or_init(|| Batcher::start(ENGINE.name, self.without_batcher()));
-        match batcher.save(hash, patch).await {
-            Some(result) => result,
-            None => self.update(&self.sql.save, hash, None, patch).await,
-        }
+        self.save_batched(hash, patch).await
     }
 
     async fn rotate(
