@@ -366,7 +366,13 @@ impl SaveMany for PostgresStore {
         let set = column(batch, |p| {
             serde_json::to_string(&SetObject(&p.set)).unwrap_or_else(|_| "{}".into())
         });
+        // Planned afresh each time, not prepared once: after five runs PostgreSQL would cache a
+        // generic plan made for the table as it was then, and a plan made for a small table
+        // (a hash join over a full scan) stays in use as the table grows, unless statistics
+        // are refreshed. Measured: a batch on a 200,000-row table took 26 ms that way, 0.07 ms
+        // with its own plan (an index lookup per id).
         let saved: HashSet<String> = sqlx::query_scalar(self.sql.save_many.clone())
+            .persistent(false)
             .bind(&ids)
             .bind(column(batch, Patch::changes_data))
             .bind(column(batch, |p| p.clear))
