@@ -223,6 +223,7 @@ fn standard_leftovers(env: &Env, library: Library, backend: Backend) -> Vec<Left
 async fn measure_grid(env: &Env, options: &Options, subjects: &[Subject], results: &mut Results) {
     let redis = serverstats::redis_connection(&env.redis_url).await.ok();
     let plain = apps::plain();
+    let noop = apps::noop_layer();
     let round = options.plan.round();
     for &harness in &options.harnesses {
         for &backend in &options.backends {
@@ -231,6 +232,7 @@ async fn measure_grid(env: &Env, options: &Options, subjects: &[Subject], result
                 // speed over the run does not enter the "share of no session layer" figures.
                 let subjects: Vec<_> = subjects.iter().filter(|s| s.backend == backend).collect();
                 let mut plain_outcome: Option<model::Outcome> = None;
+                let mut noop_outcome: Option<model::Outcome> = None;
                 let mut outcomes: Vec<Option<model::Outcome>> = vec![None; subjects.len()];
                 for _ in 0..options.plan.rounds.max(1) {
                     let meters = Meters {
@@ -239,6 +241,14 @@ async fn measure_grid(env: &Env, options: &Options, subjects: &[Subject], result
                     };
                     let outcome = load::measure(&plain, workload, harness, round, meters).await;
                     accumulate(&mut plain_outcome, outcome);
+                    if workload == Workload::W1 {
+                        let meters = Meters {
+                            ops: None,
+                            redis: None,
+                        };
+                        let outcome = load::measure(&noop, workload, harness, round, meters).await;
+                        accumulate(&mut noop_outcome, outcome);
+                    }
                     for (subject, total) in subjects.iter().zip(&mut outcomes) {
                         let meters = Meters {
                             ops: subject.ops.clone(),
@@ -260,6 +270,17 @@ async fn measure_grid(env: &Env, options: &Options, subjects: &[Subject], result
                 results
                     .plain
                     .insert((harness, workload, backend), plain_outcome);
+                if let Some(noop_outcome) = noop_outcome {
+                    if let Ok(m) = &noop_outcome {
+                        eprintln!(
+                            "{:<18} {workload} {:<10} a no-op layer    {:>9.0} req/s",
+                            harness.name(),
+                            backend.name(),
+                            m.throughput()
+                        );
+                    }
+                    results.noop.insert((harness, backend), noop_outcome);
+                }
                 for (subject, outcome) in subjects.iter().zip(outcomes) {
                     let outcome = outcome.unwrap_or_else(|| Err("not measured".into()));
                     progress(harness, workload, backend.name(), subject.library, &outcome);

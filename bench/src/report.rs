@@ -165,10 +165,12 @@ fn targets(md: &mut String, r: &Results) {
         t.push(Target {
             what: format!("W1 {b}: within 5 % of no session layer, 0 store ops"),
             figure: format!(
-                "{} (HTTP: {}), {} ops/req",
+                "{} (HTTP: {}), {} ops/req; a layer that does nothing: {} (HTTP: {})",
                 pct(share),
                 pct(r.of_plain(Harness::Http, Workload::W1, b)),
-                ops_text(cr(Workload::W1, b))
+                ops_text(cr(Workload::W1, b)),
+                pct(r.noop_of_plain(h, b)),
+                pct(r.noop_of_plain(Harness::Http, b))
             ),
             met: share.zip(ops).map(|(s, o)| s >= 0.95 && o == 0.0),
         });
@@ -505,8 +507,9 @@ fn method(md: &mut String) {
          \"n/a\" for axum_session's memory store, which is the layer's own map with no store \
          boundary. **in store** is the time spent inside those calls per request, and its share of \
          the mean latency: where it is near 100 %, the store's round trips decide the throughput \
-         and the library's own code cannot. The wrappers cost every library the same (one boxed \
-         future and two clock reads per store call). **Redis cmds/req** is the change in `INFO commandstats` (all commands but \
+         and the library's own code cannot. The wrappers cost every library the same: one boxed \
+         future per store call, a count in a per-thread slot, and two clock reads for one call \
+         in eight (whose time stands for the eight). **Redis cmds/req** is the change in `INFO commandstats` (all commands but \
          `INFO`) over the window, divided by requests: what Redis actually executed, including \
          any other client's traffic at the time. Redis counts the commands a Lua script runs as \
          well as the `EVALSHA` that started it, so one cloakroom store call (one round trip, one \
@@ -514,6 +517,10 @@ fn method(md: &mut String) {
          - **no session layer** is the same router without any session layer, measured right \
          before each store's cells (its store column only says where it was measured); cloakroom's \
          W1 and W3 shares are taken against the measurement next to them.\n\
+         - **a layer that does nothing** (W1 only) is that router behind a tower layer that \
+         returns its inner service, applied with `Router::layer` as the session layers are: \
+         axum then boxes each route's service and future once more, which is the floor of any \
+         layer's W1 cost.\n\
          - A cell shown as \"—\" could not be measured; the reason follows it.\n",
     );
 }

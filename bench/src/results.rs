@@ -13,6 +13,9 @@ pub struct Results {
     /// The same routes with no session layer, per harness and workload, measured next to each
     /// store's cells.
     pub plain: BTreeMap<(Harness, Workload, Backend), Outcome>,
+    /// W1 on the same routes behind a layer that does nothing, per harness, measured next to
+    /// each store's cells: the floor of any layer's cost.
+    pub noop: BTreeMap<(Harness, Backend), Outcome>,
     pub correctness: BTreeMap<(Backend, Library), Correctness>,
     /// Bytes per session in each library's memory store, and the session count.
     pub memory: BTreeMap<Library, Result<f64, String>>,
@@ -42,7 +45,17 @@ impl Results {
     /// cloakroom's throughput as a fraction of the plain router's.
     pub fn of_plain(&self, h: Harness, w: Workload, b: Backend) -> Option<f64> {
         let ours = self.get((h, w, b, Library::Cloakroom))?.throughput();
+        self.share_of_plain(ours, h, w, b)
+    }
+
+    /// The no-op layer's W1 throughput as a fraction of the plain router's.
+    pub fn noop_of_plain(&self, h: Harness, b: Backend) -> Option<f64> {
+        let noop = self.noop.get(&(h, b))?.as_ref().ok()?.throughput();
+        self.share_of_plain(noop, h, Workload::W1, b)
+    }
+
+    fn share_of_plain(&self, throughput: f64, h: Harness, w: Workload, b: Backend) -> Option<f64> {
         let plain = self.plain.get(&(h, w, b))?.as_ref().ok()?.throughput();
-        (plain > 0.0).then(|| ours / plain)
+        (plain > 0.0).then(|| throughput / plain)
     }
 }

@@ -1,5 +1,5 @@
 //! Per-request cost of the memory store through the layer: a handler that reads and writes one
-//! key, against the same router with no session layer.
+//! key, and one that never touches the session, against the same router with no session layer.
 //!
 //! ```sh
 //! cargo bench -p cloakroom --bench layer
@@ -34,8 +34,17 @@ fn bench(c: &mut Criterion) {
         .key(Key::from_secret(&[7; 32]).unwrap())
         .build()
         .unwrap();
-    let with_sessions = Router::new().route("/", get(counter)).layer(layer);
-    let without = Router::new().route("/", get(plain));
+    let with_sessions = Router::new()
+        .route("/", get(counter))
+        .route("/untouched", get(plain))
+        .layer(layer);
+    // The same routes, so that routing costs the same.
+    let without = Router::new()
+        .route("/", get(plain))
+        .route("/untouched", get(plain));
+    let noop = without
+        .clone()
+        .layer(tower::util::MapRequestLayer::new(|r: Request<Body>| r));
 
     // One visitor holding a session with a cookie.
     let cookie = runtime.block_on(async {
@@ -48,23 +57,43 @@ fn bench(c: &mut Criterion) {
         set.split(';').next().unwrap().to_owned()
     });
 
-    let mut group = c.benchmark_group("read+write one key");
-    group.bench_function("no session layer", |b| {
-        b.to_async(&runtime).iter(|| async {
-            let request = Request::get("/").body(Body::empty()).unwrap();
-            black_box(without.clone().oneshot(request).await.unwrap())
-        })
-    });
-    group.bench_function("cloakroom memory store", |b| {
-        b.to_async(&runtime).iter(|| async {
-            let request = Request::get("/")
-                .header(header::COOKIE, &cookie)
-                .body(Body::empty())
-                .unwrap();
-            black_box(with_sessions.clone().oneshot(request).await.unwrap())
-        })
-    });
-    group.finish();
+    // Every request carries the cookie, so that building and routing it costs the same.
+    let groups = [
+        (
+            "read+write one key",
+            "/",
+            [
+                ("no session layer", &without),
+                ("cloakroom memory store", &with_sessions),
+            ]
+            .to_vec(),
+        ),
+        (
+            "untouched session",
+            "/untouched",
+            [
+                ("no session layer", &without),
+                ("a layer that does nothing", &noop),
+                ("cloakroom memory store", &with_sessions),
+            ]
+            .to_vec(),
+        ),
+    ];
+    for (group_name, uri, routers) in groups {
+        let mut group = c.benchmark_group(group_name);
+        for (name, router) in routers {
+            group.bench_function(name, |b| {
+                b.to_async(&runtime).iter(|| async {
+                    let request = Request::get(uri)
+                        .header(header::COOKIE, &cookie)
+                        .body(Body::empty())
+                        .unwrap();
+                    black_box(router.clone().oneshot(request).await.unwrap())
+                })
+            });
+        }
+        group.finish();
+    }
 }
 
 criterion_group!(benches, bench);

@@ -92,6 +92,15 @@ pub fn plain() -> Subject {
     }
 }
 
+/// The ceiling's routes behind a tower layer that does nothing, applied as the session layers
+/// are (`Router::layer`): what any layer costs in axum before it does any work, for W1.
+pub fn noop_layer() -> Subject {
+    let mut subject = plain();
+    subject.router = subject.router.layer(tower::layer::layer_fn(|inner| inner));
+    subject.keepalive = subject.router.clone();
+    subject
+}
+
 /// Gives the virtual user a cookie to send, so requests look like the other apps' requests.
 async fn plain_login() -> ([(http::HeaderName, &'static str); 1], &'static str) {
     ([(http::header::SET_COOKIE, "id=plain; Path=/")], "ok")
