@@ -148,36 +148,48 @@ impl CookieConfig {
         let _ = write!(header, "; SameSite={}", self.same_site.as_str());
     }
 
-    /// Every value sent under the session cookie's name (a browser may send several when another
-    /// site on a parent domain sets one with the same name). Oversized values are not kept, but
-    /// still count as present so the layer can clear them.
-    pub(crate) fn values(&self, headers: &HeaderMap) -> Incoming {
-        let mut found = Incoming::default();
-        for header in headers.get_all(COOKIE) {
-            let Ok(text) = header.to_str() else { continue };
-            for pair in text.split(';') {
-                let Some((name, value)) = pair.split_once('=') else {
-                    continue;
-                };
-                if name.trim() == self.name {
-                    found.present = true;
-                    if value.len() <= MAX_COOKIE_VALUE {
-                        found.values.push(value.trim().trim_matches('"').to_owned());
-                    }
-                }
-            }
+    /// The session cookie as `headers` carry it, read when asked (nothing is copied: this runs
+    /// on every request that uses the session).
+    pub(crate) fn incoming<'a>(&'a self, headers: &'a HeaderMap) -> Incoming<'a> {
+        Incoming {
+            headers,
+            name: &self.name,
         }
-        found
     }
 }
 
-/// The session cookie as a request sent it.
-#[derive(Debug, Default)]
-pub(crate) struct Incoming {
-    /// Whether any cookie of that name was sent.
-    pub(crate) present: bool,
-    /// The values worth verifying.
-    pub(crate) values: Vec<String>,
+/// The session cookie as a request sent it: every value sent under its name (a browser may send
+/// several when another site on a parent domain sets one with the same name).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Incoming<'a> {
+    headers: &'a HeaderMap,
+    name: &'a str,
+}
+
+impl<'a> Incoming<'a> {
+    fn sent(self) -> impl Iterator<Item = &'a str> {
+        self.headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|header| header.to_str().ok())
+            .flat_map(|text| text.split(';'))
+            .filter_map(move |pair| {
+                let (name, value) = pair.split_once('=')?;
+                (name.trim() == self.name).then_some(value)
+            })
+    }
+
+    /// Whether any cookie of that name was sent, usable or not (the layer then clears it).
+    pub(crate) fn present(self) -> bool {
+        self.sent().next().is_some()
+    }
+
+    /// The values worth verifying: oversized ones are skipped.
+    pub(crate) fn values(self) -> impl Iterator<Item = &'a str> {
+        self.sent()
+            .filter(|value| value.len() <= MAX_COOKIE_VALUE)
+            .map(|value| value.trim().trim_matches('"'))
+    }
 }
 
 fn is_token_byte(b: u8) -> bool {
@@ -261,15 +273,15 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(COOKIE, HeaderValue::from_static("a=1; id=first; idx=no"));
         headers.append(COOKIE, HeaderValue::from_static("id=\"second\""));
-        let incoming = config.values(&headers);
-        assert_eq!(incoming.values, ["first", "second"]);
-        assert!(incoming.present);
+        let incoming = config.incoming(&headers);
+        assert_eq!(incoming.values().collect::<Vec<_>>(), ["first", "second"]);
+        assert!(incoming.present());
 
         let mut huge = HeaderMap::new();
         let value = format!("id={}", "x".repeat(MAX_COOKIE_VALUE + 1));
         huge.append(COOKIE, HeaderValue::try_from(value).unwrap());
-        let incoming = config.values(&huge);
-        assert!(incoming.values.is_empty());
-        assert!(incoming.present);
+        let incoming = config.incoming(&huge);
+        assert_eq!(incoming.values().count(), 0);
+        assert!(incoming.present());
     }
 }

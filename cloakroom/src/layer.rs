@@ -326,16 +326,16 @@ impl LazySession {
 
 impl Lazy {
     async fn load(&self, headers: &HeaderMap) -> Result<Loaded, LoadError> {
-        let cookies = self.shared.cookie.values(headers);
-        let had_cookie = cookies.present;
-        let session = self.load_from(&cookies).await?;
+        let cookies = self.shared.cookie.incoming(headers);
+        let had_cookie = cookies.present();
+        let session = self.load_from(cookies).await?;
         Ok(Loaded {
             session,
             had_cookie,
         })
     }
 
-    async fn load_from(&self, cookies: &Incoming) -> Result<Session, LoadError> {
+    async fn load_from(&self, cookies: Incoming<'_>) -> Result<Session, LoadError> {
         let shared = &self.shared;
         let max = shared.max_data_bytes;
         let now = shared.clock.now();
@@ -343,8 +343,7 @@ impl Lazy {
             return Ok(open(shared, cookies, now).unwrap_or_else(|| Session::new(max)));
         }
         let Some(verified) = cookies
-            .values
-            .iter()
+            .values()
             .find_map(|value| shared.keys.verify(&shared.cookie.name, value))
         else {
             return Ok(Session::new(max));
@@ -568,8 +567,8 @@ const MAX_SET_COOKIE_BYTES: usize = 4096;
 
 /// A sealed-cookie session from the request's cookie, if one opens and is live.
 #[cfg(feature = "cookie")]
-fn open(shared: &Shared, cookies: &Incoming, now: Timestamp) -> Option<Session> {
-    cookies.values.iter().find_map(|value| {
+fn open(shared: &Shared, cookies: Incoming<'_>, now: Timestamp) -> Option<Session> {
+    cookies.values().find_map(|value| {
         let (record, stale_key) =
             crate::stores::cookie::open(&shared.keys, &shared.cookie.name, value)?;
         shared.is_live(&record, now).then(|| {
@@ -618,7 +617,7 @@ fn seal(
 }
 
 #[cfg(not(feature = "cookie"))]
-fn open(_: &Shared, _: &Incoming, _: Timestamp) -> Option<Session> {
+fn open(_: &Shared, _: Incoming<'_>, _: Timestamp) -> Option<Session> {
     None
 }
 

@@ -1,6 +1,6 @@
 //! The session handle handlers work with.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::Arc;
 
@@ -75,7 +75,8 @@ pub(crate) struct Stored {
 pub(crate) struct State {
     pub(crate) stored: Option<Stored>,
     data: Data,
-    changes: HashMap<String, Change>,
+    /// Keys this request set or removed, in key order (the patch lists them sorted).
+    changes: BTreeMap<String, Change>,
     cleared: bool,
     user: Option<String>,
     user_changed: bool,
@@ -97,7 +98,7 @@ impl State {
         Self {
             stored: None,
             data: Data::new(),
-            changes: HashMap::new(),
+            changes: BTreeMap::new(),
             cleared: false,
             user: None,
             user_changed: false,
@@ -215,9 +216,7 @@ impl State {
             updated_at: now,
             ..Patch::default()
         };
-        let mut changes: Vec<_> = self.changes.drain().collect();
-        changes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (key, change) in changes {
+        for (key, change) in std::mem::take(&mut self.changes) {
             match change {
                 Change::Set => {
                     if let Some(value) = self.data.remove(&key) {
