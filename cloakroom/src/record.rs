@@ -88,7 +88,13 @@ impl Patch {
             record.data.remove(key);
         }
         for (key, value) in &self.set {
-            record.data.insert(key.clone(), value.clone());
+            // An existing entry keeps its key: cloning one in would only be dropped again.
+            match record.data.get_mut(key) {
+                Some(slot) => slot.clone_from(value),
+                None => {
+                    record.data.insert(key.clone(), value.clone());
+                }
+            }
         }
         if let Some(user_id) = &self.user_id {
             record.user_id.clone_from(user_id);

@@ -142,6 +142,18 @@ impl State {
         })
     }
 
+    /// Sets `key`, already checked, and records the change.
+    fn set(&mut self, key: String, value: Value) {
+        // Updating a key keeps the stored one; only a new key needs a copy for the data map.
+        match self.data.get_mut(&key) {
+            Some(slot) => *slot = value,
+            None => {
+                self.data.insert(key.clone(), value);
+            }
+        }
+        self.changes.insert(key, Change::Set);
+    }
+
     fn check_writable(key: &str) -> Result<(), Error> {
         if key.starts_with("__") {
             return Err(Error::ReservedKey(key.to_owned()));
@@ -345,8 +357,7 @@ impl Session {
         let mut state = self.state.lock();
         let size = grown_size(&mut state, &key, &value)?;
         state.size = Some(size);
-        state.data.insert(key.clone(), value);
-        state.changes.insert(key, Change::Set);
+        state.set(key, value);
         Ok(())
     }
 
@@ -392,8 +403,7 @@ impl Session {
         }
         state.size = Some(size);
         for (key, value) in values {
-            state.data.insert(key.clone(), value);
-            state.changes.insert(key, Change::Set);
+            state.set(key, value);
         }
         Ok(())
     }

@@ -167,9 +167,12 @@ impl Store for MemoryStore {
             else {
                 return Ok(false);
             };
-            let old_user = record.user_id.clone();
+            // Only a patch that binds or unbinds a user can move the session between indexes.
+            let old_user = patch.user_id.is_some().then(|| record.user_id.clone());
             patch.apply_to(record);
-            (old_user != record.user_id).then(|| (old_user, record.user_id.clone()))
+            old_user
+                .filter(|old| *old != record.user_id)
+                .map(|old| (old, record.user_id.clone()))
         };
         if let Some((old, new)) = user_change {
             self.unindex(old.as_deref(), hash);
