@@ -77,7 +77,7 @@ macro_rules! sql_common_suite {
     )*};
 }
 
-pub fn base_url<S: SqlStore>() -> String {
+fn base_url<S: SqlStore>() -> String {
     std::env::var(S::URL_VARIABLE).unwrap_or_else(|_| S::DEFAULT_URL.to_owned())
 }
 
