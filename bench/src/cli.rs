@@ -127,8 +127,11 @@ impl Options {
             memory_sessions: 1_000_000,
             scale_small: 1_000,
             scale_large: 1_000_000,
+            // At least five seconds even in quick mode: the two scale cells cannot take turns
+            // (the fill only grows), and next to a fill of a million rows this costs little.
             scale_plan: Plan {
-                measure: plan.measure * 2,
+                warmup: plan.warmup.max(Duration::from_secs(1)),
+                measure: (plan.measure * 2).max(Duration::from_secs(5)),
                 rounds: 1,
                 ..plan
             },
