@@ -219,6 +219,13 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// The share of the mean latency spent inside store calls, in percent. The time in store
+    /// is estimated from one call in eight, so it is capped at the whole.
+    pub fn store_share(&self) -> Option<f64> {
+        let us = self.store_us_per_request?;
+        (self.mean_us > 0.0).then(|| (100.0 * us / self.mean_us).min(100.0))
+    }
+
     /// Folds another round of the same cell into this one: requests and seconds add up,
     /// latencies merge, and per-request figures are weighted by the requests each round sent.
     pub fn merge(&mut self, other: &Measured) {

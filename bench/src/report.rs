@@ -135,8 +135,7 @@ fn targets(md: &mut String, r: &Results) {
         let http = r.ratio(Harness::Http, w, b, Library::TowerSessions);
         let share = |l| {
             r.get((h, w, b, l))
-                .filter(|m| m.mean_us > 0.0)
-                .and_then(|m| Some(100.0 * m.store_us_per_request? / m.mean_us))
+                .and_then(Measured::store_share)
                 .map_or("—".to_owned(), |p| format!("{p:.0} %"))
         };
         Target {
@@ -445,10 +444,8 @@ fn row(o: &Outcome, backend: Option<Backend>) -> String {
 
 /// Time inside store operations per request, and its share of the mean latency.
 fn in_store(m: &Measured) -> String {
-    match m.store_us_per_request {
-        Some(us) if m.mean_us > 0.0 => {
-            format!("{us:.0} µs ({:.0} %)", 100.0 * us / m.mean_us)
-        }
+    match (m.store_us_per_request, m.store_share()) {
+        (Some(us), Some(share)) => format!("{us:.0} µs ({share:.0} %)"),
         _ => "n/a".to_owned(),
     }
 }
