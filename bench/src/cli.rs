@@ -20,6 +20,7 @@ usage: cargo run --release -p cloakroom-bench -- [--quick] [options]
   --libs LIST           e.g. cloakroom,tower-sessions (default: all, with axum_session-nocache)
   --no-correctness      skip the correctness checks
   --no-scale            skip the scale measurements
+  --no-ceiling          skip the router without a session layer (e.g. to profile one cell)
   --scale-sessions N    sessions for the scale measurements (default 1000000)
 
 Services: CLOAKROOM_POSTGRES_URL (postgres://postgres@127.0.0.1:5432/test),
@@ -37,6 +38,8 @@ pub struct Options {
     pub libraries: Vec<Library>,
     pub correctness: bool,
     pub scale: bool,
+    /// Measure the router without a session layer next to each store's cells.
+    pub ceiling: bool,
     pub memory_sessions: u64,
     pub scale_small: u64,
     pub scale_large: u64,
@@ -85,6 +88,7 @@ impl Options {
                 }
                 "--no-correctness" => options.correctness = false,
                 "--no-scale" => options.scale = false,
+                "--no-ceiling" => options.ceiling = false,
                 "--scale-sessions" => {
                     let n = number(&value()?, arg)?.max(2 * options.scale_small);
                     options.memory_sessions = n;
@@ -124,6 +128,7 @@ impl Options {
             libraries: Library::MEASURED.to_vec(),
             correctness: true,
             scale: true,
+            ceiling: true,
             memory_sessions: 1_000_000,
             scale_small: 1_000,
             scale_large: 1_000_000,

@@ -235,13 +235,15 @@ async fn measure_grid(env: &Env, options: &Options, subjects: &[Subject], result
                 let mut noop_outcome: Option<model::Outcome> = None;
                 let mut outcomes: Vec<Option<model::Outcome>> = vec![None; subjects.len()];
                 for _ in 0..options.plan.rounds.max(1) {
-                    let meters = Meters {
-                        ops: None,
-                        redis: None,
-                    };
-                    let outcome = load::measure(&plain, workload, harness, round, meters).await;
-                    accumulate(&mut plain_outcome, outcome);
-                    if workload == Workload::W1 {
+                    if options.ceiling {
+                        let meters = Meters {
+                            ops: None,
+                            redis: None,
+                        };
+                        let outcome = load::measure(&plain, workload, harness, round, meters).await;
+                        accumulate(&mut plain_outcome, outcome);
+                    }
+                    if options.ceiling && workload == Workload::W1 {
                         let meters = Meters {
                             ops: None,
                             redis: None,
