@@ -233,8 +233,8 @@ impl Server {
     }
 }
 
-/// Counters read at the start and the end of the measured window.
-#[derive(Clone)]
+/// Counters read at the start and the end of the measured window (none by default).
+#[derive(Clone, Default)]
 pub struct Meters {
     pub ops: Option<Counter>,
     pub redis: Option<redis::aio::MultiplexedConnection>,

@@ -236,20 +236,16 @@ async fn measure_grid(env: &Env, options: &Options, subjects: &[Subject], result
                 let mut outcomes: Vec<Option<model::Outcome>> = vec![None; subjects.len()];
                 for _ in 0..options.plan.rounds.max(1) {
                     if options.ceiling {
-                        let meters = Meters {
-                            ops: None,
-                            redis: None,
-                        };
-                        let outcome = load::measure(&plain, workload, harness, round, meters).await;
+                        let outcome =
+                            load::measure(&plain, workload, harness, round, Meters::default())
+                                .await;
                         accumulate(&mut plain_outcome, outcome);
-                    }
-                    if options.ceiling && workload == Workload::W1 {
-                        let meters = Meters {
-                            ops: None,
-                            redis: None,
-                        };
-                        let outcome = load::measure(&noop, workload, harness, round, meters).await;
-                        accumulate(&mut noop_outcome, outcome);
+                        if workload == Workload::W1 {
+                            let outcome =
+                                load::measure(&noop, workload, harness, round, Meters::default())
+                                    .await;
+                            accumulate(&mut noop_outcome, outcome);
+                        }
                     }
                     for (subject, total) in subjects.iter().zip(&mut outcomes) {
                         let meters = Meters {

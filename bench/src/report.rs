@@ -267,8 +267,8 @@ fn targets(md: &mut String, r: &Results) {
          request costs cloakroom one reference-counted slot for the session it might load and \
          that slot's entry in the request's extensions (axum's fourth, so the map grows): three \
          allocations, plus axum's per-request copy of the layer itself, which any layer that \
-         holds its configuration pays; no store access. \"latency in store\" is the time inside store calls as a \
-         share of the mean latency (see the method below).\n",
+         holds its configuration pays; no store access. \"latency in store\" is the time \
+         inside store calls as a share of the mean latency (see the method below).\n",
     );
     md.push('\n');
 }
@@ -512,8 +512,8 @@ fn method(md: &mut String) {
          the mean latency: where it is near 100 %, the store's round trips decide the throughput \
          and the library's own code cannot. The wrappers cost every library the same: one boxed \
          future per store call, a count in a per-thread slot, and two clock reads for one call \
-         in eight (whose time stands for the eight). **Redis cmds/req** is the change in `INFO commandstats` (all commands but \
-         `INFO`) over the window, divided by requests: what Redis actually executed, including \
+         in eight (whose time stands for the eight). **Redis cmds/req** is the change in \
+         `INFO commandstats` (all commands but `INFO`) over the window, divided by requests: what Redis actually executed, including \
          any other client's traffic at the time. Redis counts the commands a Lua script runs as \
          well as the `EVALSHA` that started it, so one cloakroom store call (one round trip, one \
          script) shows as several commands.\n\

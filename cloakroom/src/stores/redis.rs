@@ -425,8 +425,7 @@ impl Store for RedisStore {
         if packed.is_empty() {
             return Ok(None);
         }
-        let fields = unpack(&packed)?;
-        let record = decode(fields.iter().map(|(f, v)| (*f, *v)))?;
+        let record = decode(unpack(&packed)?)?;
         Ok(record.is_live(now).then_some(record))
     }
 
@@ -600,30 +599,21 @@ fn data_args<'a>(
     }
 }
 
-/// Rebuilds a record from the fields of its hash.
 /// A field name and its value, as stored.
 type Field<'a> = (&'a [u8], &'a [u8]);
 
 /// Splits [`LOAD`]'s reply (`<length>:<bytes>` for each field name and value, in turn) into
 /// field/value pairs.
 fn unpack(mut packed: &[u8]) -> Result<Vec<Field<'_>>, StoreError> {
-    let mut items = Vec::new();
+    let malformed = || StoreError::corrupt(NAME, "the packed session is malformed");
+    let mut fields = Vec::new();
     while !packed.is_empty() {
-        let (item, rest) = split_item(packed)
-            .ok_or_else(|| StoreError::corrupt(NAME, "the packed session is malformed"))?;
-        items.push(item);
+        let (field, rest) = split_item(packed).ok_or_else(malformed)?;
+        let (value, rest) = split_item(rest).ok_or_else(malformed)?;
+        fields.push((field, value));
         packed = rest;
     }
-    if items.len() % 2 != 0 {
-        return Err(StoreError::corrupt(
-            NAME,
-            "the packed session has a field without a value",
-        ));
-    }
-    Ok(items
-        .chunks_exact(2)
-        .map(|pair| (pair[0], pair[1]))
-        .collect())
+    Ok(fields)
 }
 
 /// The first `<length>:<bytes>` item of `packed`, and what follows it.
@@ -634,9 +624,8 @@ fn split_item(packed: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((rest.get(..len)?, rest.get(len..)?))
 }
 
-fn decode<'a>(
-    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-) -> Result<Record, StoreError> {
+/// Rebuilds a record from the fields of its hash.
+fn decode<'a>(fields: impl IntoIterator<Item = Field<'a>>) -> Result<Record, StoreError> {
     let mut data = Data::new();
     let (mut created, mut updated, mut expires, mut user) = (None, None, None, None);
     for (field, value) in fields {
