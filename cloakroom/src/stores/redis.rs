@@ -612,8 +612,9 @@ fn hash_fields(reply: &Value) -> Result<Vec<Field<'_>>, StoreError> {
         }
     }
     let fields = match reply {
-        Value::Array(items) if items.len() % 2 == 0 => items
-            .chunks_exact(2)
+        // An odd item count leaves a last chunk of one, which is malformed like any other.
+        Value::Array(items) => items
+            .chunks(2)
             .map(|pair| match pair {
                 [field, value] => Some((bytes(field)?, bytes(value)?)),
                 _ => None,
