@@ -73,9 +73,9 @@
 //! Writes stay scripts. A key-only save as one `MULTI` block (`EXISTS`, `HGET m:expires`,
 //! `HSET`, `PEXPIRE … NX`, then a `DEL` when the session had ended) saves Redis the script's
 //! fixed cost, but it was slower end to end (W3 in-process on 2 cores: 40 500 requests/s against
-//! 42 200–45 200 with the script, the two builds taking turns), because the client parses four
-//! replies instead of one. It also cannot leave a record the caller's clock has expired untouched,
-//! which [`Store::save`] promises.
+//! 42 200–45 200 with the script, the two builds taking turns; where the time went was not
+//! profiled). It also cannot leave a record the caller's clock has expired untouched, which
+//! [`Store::save`] promises.
 //!
 //! Scripts run with `EVALSHA`; the first call of each after Redis restarts costs two more round
 //! trips (`NOSCRIPT`, `SCRIPT LOAD`). `count` and `purge_expired` walk the keyspace with `SCAN`
