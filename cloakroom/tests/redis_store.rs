@@ -557,6 +557,44 @@ async fn rotate_never_overwrites_an_existing_key() {
 }
 
 #[tokio::test]
+async fn a_session_without_user_is_created_over_an_expired_name_but_not_a_live_one() {
+    // New sessions without a user take a shorter script; a taken name sends them down the full
+    // one, which must still tell an expired record from a live one.
+    let Some((store, _cleanup)) = case().await else {
+        return;
+    };
+    let mut conn = raw().await;
+    let (live, stale) = (hash(70), hash(71));
+    for h in [&live, &stale] {
+        let first = record(json!({"old": 1}), None, Duration::from_secs(60));
+        store.create(h, &first).await.unwrap();
+    }
+    let result = store
+        .create(
+            &live,
+            &record(json!({"new": 1}), None, Duration::from_secs(60)),
+        )
+        .await;
+    assert!(matches!(result, Err(StoreError::Collision)), "{result:?}");
+    let kept = store.load(&live, SystemClock.now()).await.unwrap().unwrap();
+    assert_eq!(Value::Object(kept.data), json!({"old": 1}));
+
+    // Two minutes ahead, the caller sees `stale` as expired although Redis still holds it.
+    let later = SystemClock.now().saturating_add(Duration::from_secs(120));
+    let mut replacement = record(json!({"new": true}), None, Duration::from_secs(60));
+    replacement.created_at = later;
+    replacement.updated_at = later;
+    replacement.expires_at = later.saturating_add(Duration::from_secs(60));
+    store.create(&stale, &replacement).await.unwrap();
+    assert_eq!(store.load(&stale, later).await.unwrap(), Some(replacement));
+    let ttl = pttl(&mut conn, &store.session_key(&stale)).await;
+    assert!(
+        ttl > 120_000 && ttl <= 180_000,
+        "TTL follows the new expiry: {ttl}"
+    );
+}
+
+#[tokio::test]
 async fn foreign_or_damaged_keys_are_corrupt_not_a_panic() {
     let Some((store, _cleanup)) = case().await else {
         return;
