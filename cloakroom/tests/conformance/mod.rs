@@ -310,6 +310,14 @@ pub async fn save_applies_patches_to_what_is_stored(h: &Harness) {
     let loaded = h.store.load(&h1, h.now()).await.unwrap().unwrap();
     assert_eq!(loaded.user_id, None);
     assert!(h.store.list_user("u", h.now()).await.unwrap().is_empty());
+
+    // The most common write: a new value for a key the session has, nothing else.
+    let overwrite = Patch {
+        set: vec![("e".into(), json!([7]))],
+        ..patch(h)
+    };
+    assert!(h.store.save(&h1, &overwrite).await.unwrap());
+    assert_eq!(data_of(h, &h1).await, Some(json!({"e": [7]})));
 }
 
 pub async fn concurrent_patches_to_different_keys_all_stick(h: &Harness) {
