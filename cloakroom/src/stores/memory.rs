@@ -348,12 +348,13 @@ impl Store for MemoryStore {
         Ok(stats)
     }
 }
+
 /// A session as this store keeps it.
 ///
 /// The data is a slice sorted by key rather than a [`Record`]'s map: a `BTreeMap` allocates a
 /// node with room for eleven entries even for one key, which made a stored one-key session take
 /// 894 bytes against tower-sessions' 495 (the benchmark's memory-per-session figure).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Kept {
     data: Box<[(Box<str>, Value)]>,
     user_id: Option<Box<str>>,
@@ -421,7 +422,7 @@ impl Kept {
                 .iter()
                 .all(|(key, _)| self.position(key).is_some());
         if !in_place {
-            let mut record = Record::from(std::mem::take(self));
+            let mut record = self.record();
             patch.apply_to(&mut record);
             *self = Self::from(record);
             return;
@@ -447,22 +448,6 @@ impl From<Record> for Kept {
             .into_iter()
             .map(|(key, value)| (key.into_boxed_str(), value));
         Self::with_data(data.collect(), &record)
-    }
-}
-
-impl From<Kept> for Record {
-    fn from(kept: Kept) -> Self {
-        Self {
-            data: kept
-                .data
-                .into_iter()
-                .map(|(key, value)| (key.into_string(), value))
-                .collect(),
-            user_id: kept.user_id.map(str::into_string),
-            created_at: kept.created_at,
-            updated_at: kept.updated_at,
-            expires_at: kept.expires_at,
-        }
     }
 }
 
