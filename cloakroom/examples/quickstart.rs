@@ -40,18 +40,18 @@ struct Login {
     user: String,
 }
 
-async fn login(session: Session, Form(form): Form<Login>) -> Redirect {
-    // A new ticket at login: one planted before it is worthless afterwards.
-    session.cycle_id();
-    session.set_user(form.user.trim());
-    session.flash("success", format!("Welcome, {}!", form.user.trim()));
-    Redirect::to("/")
+async fn login(session: Session, Form(form): Form<Login>) -> Result<Redirect, cloakroom::Error> {
+    // A new ticket at login, so one planted before it is worthless afterwards; nothing another
+    // user left in this browser's session carries over.
+    session.log_in(form.user.trim(), &[]);
+    session.flash("success", format!("Welcome, {}!", form.user.trim()))?;
+    Ok(Redirect::to("/"))
 }
 
-async fn logout(session: Session) -> Redirect {
+async fn logout(session: Session) -> Result<Redirect, cloakroom::Error> {
     session.destroy();
-    session.flash("info", "You have been logged out.");
-    Redirect::to("/")
+    session.flash("info", "You have been logged out.")?;
+    Ok(Redirect::to("/"))
 }
 
 fn escape(text: &str) -> String {

@@ -1,13 +1,15 @@
 //! The axum extractor, and responses for the crate's errors.
 
 use axum_core::extract::FromRequestParts;
-use axum_core::response::{IntoResponse, Response};
+use std::convert::Infallible;
+
+use axum_core::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
 use http::StatusCode;
 use http::header::{CACHE_CONTROL, HeaderValue};
 use http::request::Parts;
 
 use crate::error::{Error, StoreError};
-use crate::layer::{LazySession, LoadError};
+use crate::layer::{DiscardChanges, LazySession, LoadError};
 use crate::session::Session;
 
 /// Why the [`Session`] extractor failed.
@@ -55,6 +57,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 
 /// Lets handlers use `?` on session calls: a value too large is a 413, a store failure a 503,
 /// anything else a 500. Store errors are logged in full but shown to the client only generically.
+/// The response carries [`DiscardChanges`]: what the handler changed in the session before the
+/// error is not saved.
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         tracing::warn!(error = %self, "cloakroom: session error in handler");
@@ -75,9 +79,19 @@ impl IntoResponse for Error {
 }
 
 fn text_response(status: StatusCode, message: String) -> Response {
-    let mut response = (status, message).into_response();
+    let mut response = (status, DiscardChanges, message).into_response();
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Lets a handler return `(status, DiscardChanges, …)` as part of its response.
+impl IntoResponseParts for DiscardChanges {
+    type Error = Infallible;
+
+    fn into_response_parts(self, mut parts: ResponseParts) -> Result<ResponseParts, Infallible> {
+        parts.extensions_mut().insert(self);
+        Ok(parts)
+    }
 }

@@ -220,6 +220,33 @@ where
     }
 }
 
+/// Marks a response whose request must not save any session change.
+///
+/// A handler that fails half-way may already have changed the session: rotated the ticket,
+/// bound a user, stored the first step of a form. Saving that would leave the visitor in a state
+/// the handler never finished (logged in, but without the CSRF token the login renews). So when
+/// a response carries this marker in its extensions, the layer saves nothing of the request's
+/// session changes and sets no cookie, as for a 5xx. [`Error`]'s own responses carry it; apps
+/// add it to their error responses where the same holds.
+///
+/// ```
+/// use axum::http::StatusCode;
+/// use axum::response::IntoResponse;
+/// use cloakroom::{DiscardChanges, Session};
+///
+/// async fn checkout(session: Session) -> axum::response::Response {
+///     session.remove("cart");
+///     let paid = false; // the payment provider said no
+///     if !paid {
+///         // The cart stays as it was.
+///         return (StatusCode::PAYMENT_REQUIRED, DiscardChanges, "payment refused").into_response();
+///     }
+///     "thank you".into_response()
+/// }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiscardChanges;
+
 /// The session of the current request, loaded on first use.
 ///
 /// The layer puts one in the request extensions. axum handlers take [`Session`] directly; other
@@ -292,7 +319,9 @@ impl LazySession {
         // What the response shows may depend on the session, so caches must key on the cookie.
         add_vary_cookie(&mut response);
         let shared = &self.0.shared;
-        if response.status().is_server_error() && !shared.save_on_server_error {
+        if response.extensions().get::<DiscardChanges>().is_some()
+            || (response.status().is_server_error() && !shared.save_on_server_error)
+        {
             return response;
         }
         let now = shared.clock.now();
@@ -553,7 +582,10 @@ async fn persist(
                 .instrument(span)
                 .await?
             {
-                return Ok(Some(shared.cookie.removal()));
+                // The old ticket is dead either way. Most often a concurrent login of the same
+                // browser (a double click) moved it first and sent its own new cookie: removing
+                // the cookie here could log that browser out, so the cookie is left alone.
+                return Ok(None);
             }
             observe::count(Event::Saved);
             Ok(Some(signed(&ticket, persistent, expires_at)))

@@ -51,7 +51,9 @@ pub use error::{Error, StoreError};
 #[cfg(feature = "axum")]
 pub use extract::SessionRejection;
 pub use key::{Key, KeyRing, MIN_SECRET_BYTES};
-pub use layer::{LazySession, LoadError, ResponseFuture, SessionLayer, SessionService};
+pub use layer::{
+    DiscardChanges, LazySession, LoadError, ResponseFuture, SessionLayer, SessionService,
+};
 #[cfg(feature = "purge")]
 pub use purge::{
     DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF, DEFAULT_PURGE_BATCH, DEFAULT_PURGE_INTERVAL,

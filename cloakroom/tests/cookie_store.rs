@@ -52,12 +52,12 @@ async fn status(session: Session) -> Json<Value> {
 async fn login(session: Session, Path(user): Path<String>) {
     session.cycle_id();
     session.set_user(user);
-    session.flash("success", "Welcome!");
+    session.flash("success", "Welcome!").unwrap();
 }
 
 async fn logout(session: Session) {
     session.destroy();
-    session.flash("info", "Logged out.");
+    session.flash("info", "Logged out.").unwrap();
 }
 
 fn app(configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder) -> Router {

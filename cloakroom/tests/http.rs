@@ -75,10 +75,12 @@ async fn status(session: Session) -> Json<Value> {
 }
 
 async fn flash(session: Session, Json(f): Json<Value>) -> StatusCode {
-    session.flash(
-        f["category"].as_str().unwrap(),
-        f["message"].as_str().unwrap(),
-    );
+    session
+        .flash(
+            f["category"].as_str().unwrap(),
+            f["message"].as_str().unwrap(),
+        )
+        .unwrap();
     StatusCode::OK
 }
 
@@ -94,7 +96,7 @@ async fn login(session: Session, Path(user): Path<String>) -> StatusCode {
 
 async fn logout(session: Session) -> StatusCode {
     session.destroy();
-    session.flash("info", "You have been logged out.");
+    session.flash("info", "You have been logged out.").unwrap();
     StatusCode::OK
 }
 

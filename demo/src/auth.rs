@@ -7,6 +7,7 @@ use cloakroom::Session;
 use crate::app::App;
 use crate::csrf;
 use crate::error::Error;
+use crate::routes::{cart, preferences};
 use crate::users::User;
 
 /// Where to go after logging in, set when a protected page sent the visitor to the login page.
@@ -18,22 +19,26 @@ pub const DEFAULT_LANDING: &str = "/dashboard";
 
 const MAX_USER_AGENT_CHARS: usize = 256;
 
+/// Keys an anonymous visitor's session carries into the account at login: what they chose
+/// before logging in. Nothing else survives a login (a form half-filled by someone else at this
+/// computer, a previous user's data).
+const KEPT_AT_LOGIN: [&str; 2] = [cart::KEY, preferences::KEY];
+
 /// Binds the session to `user`, the way a login must:
 ///
-/// - a new ticket (`cycle_id`), so a ticket planted before login is worthless after it;
-/// - the user binding, which the store indexes for "your devices" and revocation;
+/// - a new ticket and the user binding ([`Session::log_in`]): a ticket planted before login is
+///   worthless after it, and a session another user left in this browser starts over empty;
 /// - a new CSRF token, so forms shown before login stop working;
 /// - the browser's name, for the devices page.
 ///
-/// The rest of the session (the cart, preferences) carries over.
+/// An anonymous visitor's cart and preferences carry over.
 pub fn log_in(
     session: &Session,
     user: &User,
     headers: &HeaderMap,
     remember: bool,
 ) -> Result<(), Error> {
-    session.cycle_id();
-    session.set_user(user.id.to_string());
+    session.log_in(user.id.to_string(), &KEPT_AT_LOGIN);
     session.set_persistent(remember);
     let agent: String = headers
         .get(USER_AGENT)
@@ -48,12 +53,13 @@ pub fn log_in(
 }
 
 /// Ends the session (record deleted, cookie removed), then says so on a fresh anonymous one.
-pub fn log_out(session: &Session) {
+pub fn log_out(session: &Session) -> Result<(), Error> {
     let was_logged_in = session.user().is_some();
     session.destroy();
     if was_logged_in {
-        session.flash("info", "You have been logged out.");
+        session.flash("info", "You have been logged out.")?;
     }
+    Ok(())
 }
 
 /// Where to go after a successful login: the protected page that sent the visitor here, or the
@@ -86,7 +92,9 @@ pub fn require_user(app: &App, session: &Session, page: Option<&Uri>) -> Result<
         let here = uri.path_and_query().map_or("/", |p| p.as_str());
         session.insert(REDIRECT_KEY, here)?;
     }
-    session.flash("info", "Please log in first.");
+    // Shown once however often the visitor is sent here: the library keeps one copy of a
+    // message that is already waiting.
+    session.flash("info", "Please log in first.")?;
     Err(Error::LoginRequired)
 }
 

@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use cloakroom::{SessionRejection, StoreError};
+use cloakroom::{DiscardChanges, SessionRejection, StoreError};
 use serde_json::json;
 
 use crate::views;
@@ -139,10 +139,18 @@ impl IntoResponse for PageError {
         let error = self.0;
         error.log();
         if let Error::LoginRequired = error {
+            // Kept: the page to come back to and the "please log in" message.
             return Redirect::to("/login").into_response();
         }
-        views::error_page(error.status(), &error.public_message())
+        discard_changes(views::error_page(error.status(), &error.public_message()))
     }
+}
+
+/// A request that ends in an error saves none of its session changes: a login or a form step
+/// that failed half-way must leave the session as it was (see `cloakroom::DiscardChanges`).
+fn discard_changes(mut response: Response) -> Response {
+    response.extensions_mut().insert(DiscardChanges);
+    response
 }
 
 /// An [`Error`] shown as `{"error": "..."}`.
@@ -159,7 +167,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let error = self.0;
         error.log();
-        json_error(error.status(), &error.public_message())
+        discard_changes(json_error(error.status(), &error.public_message()))
     }
 }
 
@@ -172,3 +180,29 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
 pub type PageResult<T = Response> = Result<T, PageError>;
 /// An API handler's result.
 pub type ApiResult<T = Response> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_responses_discard_the_requests_session_changes() {
+        let too_large = cloakroom::Error::TooLarge { size: 2, limit: 1 };
+        for response in [
+            PageError(Error::Session(too_large)).into_response(),
+            PageError(Error::Csrf).into_response(),
+            ApiError(Error::BadRequest("no".into())).into_response(),
+            ApiError(Error::LoginRequired).into_response(),
+        ] {
+            assert!(
+                response.extensions().get::<DiscardChanges>().is_some(),
+                "{}",
+                response.status()
+            );
+        }
+        // Sending a visitor to log in keeps the page to come back to and the message.
+        let redirect = PageError(Error::LoginRequired).into_response();
+        assert_eq!(redirect.status(), StatusCode::SEE_OTHER);
+        assert!(redirect.extensions().get::<DiscardChanges>().is_none());
+    }
+}

@@ -94,9 +94,9 @@ struct ProductForm {
 async fn add_form(session: Session, CsrfForm(form): CsrfForm<ProductForm>) -> PageResult<Redirect> {
     let product = product(form.product_id)?;
     if add(&session, product)? {
-        session.flash("success", format!("Added {} to your cart.", product.name));
+        session.flash("success", format!("Added {} to your cart.", product.name))?;
     } else {
-        session.flash("info", format!("{} is already in your cart.", product.name));
+        session.flash("info", format!("{} is already in your cart.", product.name))?;
     }
     Ok(Redirect::to("/cart"))
 }
@@ -110,15 +110,15 @@ async fn remove_form(
         session.flash(
             "success",
             format!("Removed {} from your cart.", product.name),
-        );
+        )?;
     }
     Ok(Redirect::to("/cart"))
 }
 
-async fn clear_form(session: Session, CsrfForm(_): CsrfForm<NoFields>) -> Redirect {
+async fn clear_form(session: Session, CsrfForm(_): CsrfForm<NoFields>) -> PageResult<Redirect> {
     session.remove(KEY);
-    session.flash("success", "Your cart is empty now.");
-    Redirect::to("/cart")
+    session.flash("success", "Your cart is empty now.")?;
+    Ok(Redirect::to("/cart"))
 }
 
 async fn api_cart(session: Session) -> Json<Value> {

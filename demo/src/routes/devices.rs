@@ -148,7 +148,7 @@ async fn revoke(app: &App, session: &Session, user: &User, id: &str) -> Result<R
         return Err(not_found());
     }
     if session.hash() == Some(hash) {
-        auth::log_out(session);
+        auth::log_out(session)?;
         return Ok(Revoked::ThisDevice);
     }
     app.store.delete(&hash).await?;
@@ -187,7 +187,7 @@ async fn revoke_form(
     let user = auth::require_user(&app, &session, None)?;
     match revoke(&app, &session, &user, &id).await? {
         Revoked::OtherDevice => {
-            session.flash("success", "That device has been logged out.");
+            session.flash("success", "That device has been logged out.")?;
             Ok(Redirect::to("/devices"))
         }
         Revoked::ThisDevice => Ok(Redirect::to("/")),
@@ -202,7 +202,7 @@ async fn revoke_others_form(
     let user = auth::require_user(&app, &session, None)?;
     let n = revoke_others(&app, &session, &user).await?;
     let plural = if n == 1 { "" } else { "s" };
-    session.flash("success", format!("Logged out {n} other device{plural}."));
+    session.flash("success", format!("Logged out {n} other device{plural}."))?;
     Ok(Redirect::to("/devices"))
 }
 

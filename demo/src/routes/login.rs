@@ -59,9 +59,11 @@ async fn login(
         *page.status_mut() = StatusCode::UNAUTHORIZED;
         return Ok(page);
     };
+    // Read before logging in: the login starts the session over.
+    let landing = auth::landing_page(&session);
     auth::log_in(&session, &user, &headers, form.remember.is_some())?;
-    session.flash("success", format!("Welcome back, {}!", user.name));
-    Ok(Redirect::to(&auth::landing_page(&session)).into_response())
+    session.flash("success", format!("Welcome back, {}!", user.name))?;
+    Ok(Redirect::to(&landing).into_response())
 }
 
 /// Logs out. A session that is already logged out (expired, or revoked from another device while
@@ -69,7 +71,7 @@ async fn login(
 async fn logout(session: Session, form: Result<CsrfForm<NoFields>, PageError>) -> PageResult {
     if session.user().is_some() {
         form?;
-        auth::log_out(&session);
+        auth::log_out(&session)?;
     }
     Ok(Redirect::to("/").into_response())
 }
@@ -112,11 +114,11 @@ async fn api_login(
         .await?
         .ok_or(Error::InvalidCredentials)?;
     auth::log_in(&session, &user, &headers, body.remember)?;
-    session.flash("success", format!("Welcome back, {}!", user.name));
+    session.flash("success", format!("Welcome back, {}!", user.name))?;
     Ok(Json(json!({ "message": "Login successful", "user": user })))
 }
 
-async fn api_logout(session: Session) -> Json<Value> {
-    auth::log_out(&session);
-    Json(json!({ "message": "Logged out" }))
+async fn api_logout(session: Session) -> ApiResult<Json<Value>> {
+    auth::log_out(&session)?;
+    Ok(Json(json!({ "message": "Logged out" })))
 }

@@ -159,7 +159,7 @@ async fn save_form(
             notifications: form.notifications.is_some(),
         },
     )?;
-    session.flash("success", "Preferences saved.");
+    session.flash("success", "Preferences saved.")?;
     Ok(Redirect::to("/preferences"))
 }
 

@@ -5,7 +5,7 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cloakroom::Session;
@@ -156,7 +156,7 @@ async fn complete(
     session.flash(
         "success",
         format!("Welcome, {}! Your account is ready.", user.name),
-    );
+    )?;
     Ok(user)
 }
 
@@ -193,9 +193,9 @@ fn form_error(error: Error) -> Result<Error, Error> {
     }
 }
 
-fn back_to(step: &str, session: &Session) -> Response {
-    session.flash("info", "Please fill in this step first.");
-    Redirect::to(step).into_response()
+fn back_to(step: &str, session: &Session) -> PageResult {
+    session.flash("info", "Please fill in this step first.")?;
+    Ok(Redirect::to(step).into_response())
 }
 
 async fn step1_form(State(app): State<AppState>, session: Session) -> PageResult {
@@ -222,7 +222,7 @@ async fn step1_submit(
 
 async fn step2_form(State(app): State<AppState>, session: Session) -> PageResult {
     if step1(&session).is_none() {
-        return Ok(back_to("/register/step1", &session));
+        return back_to("/register/step1", &session);
     }
     let values = Value::from_serialize(step2(&session).unwrap_or_default());
     step_page(&app, &session, 2, values, None)
@@ -234,7 +234,7 @@ async fn step2_submit(
     CsrfForm(form): CsrfForm<Step2>,
 ) -> PageResult {
     if step1(&session).is_none() {
-        return Ok(back_to("/register/step1", &session));
+        return back_to("/register/step1", &session);
     }
     match form.clone().validated() {
         Ok(step) => {
@@ -250,8 +250,8 @@ async fn step2_submit(
 
 async fn complete_form(State(app): State<AppState>, session: Session) -> PageResult {
     match (step1(&session), step2(&session)) {
-        (None, _) => Ok(back_to("/register/step1", &session)),
-        (_, None) => Ok(back_to("/register/step2", &session)),
+        (None, _) => back_to("/register/step1", &session),
+        (_, None) => back_to("/register/step2", &session),
         _ => step_page(&app, &session, 3, Value::UNDEFINED, None),
     }
 }
@@ -263,7 +263,7 @@ async fn complete_submit(
     CsrfForm(form): CsrfForm<Password>,
 ) -> PageResult {
     if step1(&session).is_none() || step2(&session).is_none() {
-        return Ok(back_to("/register/step1", &session));
+        return back_to("/register/step1", &session);
     }
     match complete(&app, &session, &headers, &form.password).await {
         Ok(_) => Ok(Redirect::to(auth::DEFAULT_LANDING).into_response()),

@@ -1,7 +1,7 @@
 //! The session handle handlers work with.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io;
+mod state;
+
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::record::{Data, FLASH_KEY, PERSISTENT_KEY, Patch, Record};
-use crate::ticket::{SessionHash, Ticket};
+use crate::record::Record;
+use crate::ticket::SessionHash;
 use crate::time::Timestamp;
+
+pub(crate) use state::{Id, State, Stored};
 
 /// A one-time message for the next page the visitor sees ("Saved!", "Wrong password").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +39,7 @@ pub struct Flash {
 /// let visits: u64 = session.get_or("visits", 0)?;
 /// session.insert("visits", visits + 1)?;
 /// if visits == 0 {
-///     session.flash("info", "Welcome, first-time visitor!");
+///     session.flash("info", "Welcome, first-time visitor!")?;
 /// }
 /// Ok(format!("visit number {}", visits + 1))
 /// # }
@@ -45,251 +47,6 @@ pub struct Flash {
 #[derive(Clone, Debug)]
 pub struct Session {
     state: Arc<Mutex<State>>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Change {
-    Set,
-    Removed,
-}
-
-/// A server-side session's ticket and the hash it is stored under.
-#[derive(Clone, Debug)]
-pub(crate) struct Id {
-    pub(crate) ticket: Ticket,
-    pub(crate) hash: SessionHash,
-}
-
-/// The stored session this one was loaded from.
-#[derive(Clone, Debug)]
-pub(crate) struct Stored {
-    /// `None` for a sealed-cookie session, which has no server-side identity.
-    pub(crate) id: Option<Id>,
-    pub(crate) created_at: Timestamp,
-    pub(crate) expires_at: Timestamp,
-    /// The cookie was signed by an old key and must be re-signed.
-    pub(crate) stale_key: bool,
-}
-
-#[derive(Debug)]
-pub(crate) struct State {
-    pub(crate) stored: Option<Stored>,
-    data: Data,
-    /// Keys this request set or removed, in key order (the patch lists them sorted).
-    changes: BTreeMap<String, Change>,
-    cleared: bool,
-    user: Option<String>,
-    user_changed: bool,
-    persistent: bool,
-    persistent_changed: bool,
-    flashes_in: Vec<Flash>,
-    flashes_out: Vec<Flash>,
-    flashes_taken: bool,
-    pub(crate) cycle: bool,
-    /// A stored session that `destroy` ended; the layer deletes it.
-    pub(crate) destroyed: Option<SessionHash>,
-    /// Serialized size of `data`, computed on the first write.
-    size: Option<usize>,
-    max_bytes: usize,
-}
-
-impl State {
-    fn fresh(max_bytes: usize) -> Self {
-        Self {
-            stored: None,
-            data: Data::new(),
-            changes: BTreeMap::new(),
-            cleared: false,
-            user: None,
-            user_changed: false,
-            persistent: false,
-            persistent_changed: false,
-            flashes_in: Vec::new(),
-            flashes_out: Vec::new(),
-            flashes_taken: false,
-            cycle: false,
-            destroyed: None,
-            size: None,
-            max_bytes,
-        }
-    }
-
-    fn loaded(stored: Stored, mut record: Record, max_bytes: usize) -> Self {
-        // A reserved key that does not parse is dropped; the next save rewrites it.
-        let flashes_in = record
-            .data
-            .remove(FLASH_KEY)
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
-        let persistent = record.data.remove(PERSISTENT_KEY) == Some(Value::Bool(true));
-        Self {
-            stored: Some(stored),
-            data: record.data,
-            user: record.user_id,
-            persistent,
-            flashes_in,
-            ..Self::fresh(max_bytes)
-        }
-    }
-
-    fn size(&mut self) -> usize {
-        *self.size.get_or_insert_with(|| {
-            2 + self
-                .data
-                .iter()
-                .map(|(k, v)| entry_len(k, v))
-                .sum::<usize>()
-        })
-    }
-
-    /// Sets `key`, already checked, and records the change.
-    fn set(&mut self, key: String, value: Value) {
-        // Updating a key keeps the stored one; only a new key needs a copy for the data map.
-        match self.data.get_mut(&key) {
-            Some(slot) => *slot = value,
-            None => {
-                self.data.insert(key.clone(), value);
-            }
-        }
-        self.changes.insert(key, Change::Set);
-    }
-
-    fn check_writable(key: &str) -> Result<(), Error> {
-        if key.starts_with("__") {
-            return Err(Error::ReservedKey(key.to_owned()));
-        }
-        Ok(())
-    }
-
-    fn flashes_after(&self) -> Vec<Flash> {
-        let kept = if self.flashes_taken {
-            &[][..]
-        } else {
-            &self.flashes_in[..]
-        };
-        kept.iter().chain(&self.flashes_out).cloned().collect()
-    }
-
-    fn flashes_changed(&self) -> bool {
-        !self.flashes_out.is_empty() || (self.flashes_taken && !self.flashes_in.is_empty())
-    }
-
-    pub(crate) fn is_modified(&self) -> bool {
-        !self.changes.is_empty()
-            || self.cleared
-            || self.user_changed
-            || self.persistent_changed
-            || self.flashes_changed()
-            || self.cycle
-            || self.destroyed.is_some()
-    }
-
-    pub(crate) fn persistent(&self) -> bool {
-        self.persistent
-    }
-
-    pub(crate) fn persistent_changed(&self) -> bool {
-        self.persistent_changed
-    }
-
-    /// Whether a new session has anything worth storing.
-    pub(crate) fn has_content(&self) -> bool {
-        !self.data.is_empty() || self.user.is_some() || !self.flashes_after().is_empty()
-    }
-
-    /// The whole session as a record, taking the data out of the state.
-    pub(crate) fn take_record(
-        &mut self,
-        created_at: Timestamp,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Record {
-        let mut data = std::mem::take(&mut self.data);
-        let flashes = self.flashes_after();
-        if !flashes.is_empty() {
-            data.insert(FLASH_KEY.into(), flash_value(flashes));
-        }
-        if self.persistent {
-            data.insert(PERSISTENT_KEY.into(), Value::Bool(true));
-        }
-        Record {
-            data,
-            user_id: self.user.take(),
-            created_at,
-            updated_at: now,
-            expires_at,
-        }
-    }
-
-    /// What this request changed in a stored session, taking the values out of the state.
-    pub(crate) fn take_patch(&mut self, now: Timestamp) -> Patch {
-        let mut patch = Patch {
-            clear: self.cleared,
-            updated_at: now,
-            ..Patch::default()
-        };
-        for (key, change) in std::mem::take(&mut self.changes) {
-            match change {
-                Change::Set => {
-                    if let Some(value) = self.data.remove(&key) {
-                        patch.set.push((key, value));
-                    }
-                }
-                Change::Removed if !self.cleared => patch.remove.push(key),
-                Change::Removed => {}
-            }
-        }
-        if self.cleared || self.flashes_changed() {
-            let flashes = self.flashes_after();
-            if !flashes.is_empty() {
-                patch.set.push((FLASH_KEY.into(), flash_value(flashes)));
-            } else if !self.cleared {
-                patch.remove.push(FLASH_KEY.into());
-            }
-        }
-        if self.cleared || self.persistent_changed {
-            if self.persistent {
-                patch.set.push((PERSISTENT_KEY.into(), Value::Bool(true)));
-            } else if !self.cleared {
-                patch.remove.push(PERSISTENT_KEY.into());
-            }
-        }
-        if self.user_changed {
-            patch.user_id = Some(self.user.clone());
-        }
-        patch
-    }
-}
-
-fn flash_value(flashes: Vec<Flash>) -> Value {
-    Value::Array(
-        flashes
-            .into_iter()
-            .map(|f| serde_json::json!({"category": f.category, "message": f.message}))
-            .collect(),
-    )
-}
-
-/// Bytes `"key":value,` takes in the serialized object.
-fn entry_len(key: &str, value: &Value) -> usize {
-    json_len(&key) + json_len(value) + 2
-}
-
-fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
-    struct Counter(usize);
-    impl io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    // Serializing an in-memory `Value` or `str` cannot fail.
-    let _ = serde_json::to_writer(&mut counter, value);
-    counter.0
 }
 
 impl Session {
@@ -346,19 +103,12 @@ impl Session {
     /// Sets `key` to `value`.
     ///
     /// Fails, changing nothing, when the value cannot be serialized, the key is reserved (starts
-    /// with `__`), or the session would exceed its size limit.
+    /// with `__`), or the session would exceed its size limit (its data and pending flash
+    /// messages together).
     pub fn insert(&self, key: impl Into<String>, value: impl Serialize) -> Result<(), Error> {
         let key = key.into();
-        State::check_writable(&key)?;
-        let value = serde_json::to_value(value).map_err(|source| Error::Serialize {
-            key: key.clone(),
-            source,
-        })?;
-        let mut state = self.state.lock();
-        let size = grown_size(&mut state, &key, &value)?;
-        state.size = Some(size);
-        state.set(key, value);
-        Ok(())
+        let value = to_value(&key, value)?;
+        self.state.lock().insert(key, value)
     }
 
     /// Sets several keys at once: either all of them or, on error, none.
@@ -374,53 +124,20 @@ impl Session {
         V: Serialize,
         I: IntoIterator<Item = (K, V)>,
     {
-        let mut values = Vec::new();
-        for (key, value) in pairs {
-            let key = key.into();
-            State::check_writable(&key)?;
-            let value = serde_json::to_value(value).map_err(|source| Error::Serialize {
-                key: key.clone(),
-                source,
-            })?;
-            values.push((key, value));
-        }
-        let mut state = self.state.lock();
-        let before = state.size();
-        let mut size = before;
-        let mut seen = HashMap::new();
-        for (key, value) in &values {
-            let old = seen
-                .insert(key.as_str(), value)
-                .or_else(|| state.data.get(key))
-                .map_or(0, |old| entry_len(key, old));
-            size = size - old + entry_len(key, value);
-        }
-        if size > state.max_bytes {
-            return Err(Error::TooLarge {
-                size,
-                limit: state.max_bytes,
-            });
-        }
-        state.size = Some(size);
-        for (key, value) in values {
-            state.set(key, value);
-        }
-        Ok(())
+        let values = pairs
+            .into_iter()
+            .map(|(key, value)| {
+                let key = key.into();
+                let value = to_value(&key, value)?;
+                Ok((key, value))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.state.lock().extend(values)
     }
 
     /// Removes `key`; returns whether it was there.
     pub fn remove(&self, key: &str) -> bool {
-        let mut state = self.state.lock();
-        match state.data.remove(key) {
-            Some(old) => {
-                if let Some(size) = state.size.as_mut() {
-                    *size -= entry_len(key, &old);
-                }
-                state.changes.insert(key.to_owned(), Change::Removed);
-                true
-            }
-            None => false,
-        }
+        self.state.lock().remove(key)
     }
 
     /// Removes `key` and returns its value as `T`.
@@ -436,11 +153,7 @@ impl Session {
 
     /// Removes every key but keeps the session (its ticket, user and flash messages).
     pub fn clear(&self) {
-        let mut state = self.state.lock();
-        state.data.clear();
-        state.changes.clear();
-        state.cleared = true;
-        state.size = Some(2);
+        self.state.lock().clear();
     }
 
     /// Whether `key` is set.
@@ -469,40 +182,43 @@ impl Session {
     }
 
     /// Adds a flash message, shown on a later request by [`Session::take_flashes`].
-    pub fn flash(&self, category: impl Into<String>, message: impl Into<String>) {
-        self.state.lock().flashes_out.push(Flash {
+    ///
+    /// A message identical to one already waiting (same category and text) is not added again,
+    /// so a page that flashes on every visit ("Please log in first.") shows it once. Flash
+    /// messages are stored with the data and count toward the same size limit: when the message
+    /// does not fit, this fails with [`Error::TooLarge`] and nothing is added.
+    ///
+    /// ```
+    /// # fn demo(session: cloakroom::Session) -> Result<(), cloakroom::Error> {
+    /// session.flash("success", "Saved!")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn flash(
+        &self,
+        category: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Result<(), Error> {
+        self.state.lock().flash(Flash {
             category: category.into(),
             message: message.into(),
-        });
+        })
     }
 
     /// The flash messages left by earlier requests, removed from the session.
     ///
     /// Messages flashed during this request stay for the next one.
     pub fn take_flashes(&self) -> Vec<Flash> {
-        let mut state = self.state.lock();
-        if state.flashes_taken {
-            return Vec::new();
-        }
-        state.flashes_taken = true;
-        state.flashes_in.clone()
+        self.state.lock().take_flashes()
     }
 
     /// The flash messages left by earlier requests, without consuming them.
     pub fn peek_flashes(&self) -> Vec<Flash> {
-        let state = self.state.lock();
-        if state.flashes_taken {
-            Vec::new()
-        } else {
-            state.flashes_in.clone()
-        }
+        self.state.lock().peek_flashes()
     }
 
     /// Drops every flash message, earlier and new.
     pub fn clear_flashes(&self) {
-        let mut state = self.state.lock();
-        state.flashes_taken = true;
-        state.flashes_out.clear();
+        self.state.lock().clear_flashes();
     }
 
     /// Whether the session was created by this request (nothing was stored before).
@@ -520,37 +236,45 @@ impl Session {
     /// Anything written afterwards in the same request goes to a brand-new session with a new
     /// ticket, e.g. a "you have been logged out" flash.
     pub fn destroy(&self) {
-        let mut state = self.state.lock();
-        let max_bytes = state.max_bytes;
-        let destroyed = state
-            .stored
-            .take()
-            .and_then(|stored| stored.id)
-            .map(|id| id.hash)
-            .or(state.destroyed);
-        *state = State {
-            destroyed,
-            ..State::fresh(max_bytes)
-        };
+        self.state.lock().destroy();
     }
 
     /// Gives the session a new ticket, keeping its data; the old ticket stops working at once.
     ///
-    /// Call it when privileges change, above all at login, so that a ticket planted before login
-    /// (session fixation) is worthless after it. The absolute lifetime is not extended.
+    /// Call it when privileges change, so that a ticket planted before (session fixation) is
+    /// worthless after it. For a login, [`Session::log_in`] does this and more. The absolute
+    /// lifetime is not extended.
     pub fn cycle_id(&self) {
         self.state.lock().cycle = true;
+    }
+
+    /// Logs `user_id` in, the safe way: a new ticket ([`cycle_id`](Session::cycle_id)) and the
+    /// session bound to the user ([`set_user`](Session::set_user)).
+    ///
+    /// Unless the session already belongs to `user_id`, it starts over empty: the data, the
+    /// flash messages of earlier requests and the "remember me" choice are dropped, so nothing a
+    /// previous user left behind (their cart, a half-filled form) and nothing an attacker planted
+    /// in a visitor's browser reaches the new user. When the session was anonymous, the keys
+    /// named in `keep` are carried over, such as a cart the visitor filled before logging in.
+    /// Flash messages added during this request are kept.
+    ///
+    /// ```
+    /// # fn demo(session: cloakroom::Session) -> Result<(), cloakroom::Error> {
+    /// // (check the password first)
+    /// session.log_in("42", &["cart"]);
+    /// session.set_persistent(true); // "remember me", if ticked
+    /// session.flash("success", "Welcome back!")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn log_in(&self, user_id: impl Into<String>, keep: &[&str]) {
+        self.state.lock().log_in(user_id.into(), keep);
     }
 
     /// `true` for a persistent cookie that survives closing the browser ("remember me"); `false`
     /// (the default) for a cookie that lasts until the browser closes. Either way the server's
     /// idle and absolute timeouts apply.
     pub fn set_persistent(&self, persistent: bool) {
-        let mut state = self.state.lock();
-        if state.persistent != persistent {
-            state.persistent = persistent;
-            state.persistent_changed = true;
-        }
+        self.state.lock().set_persistent(persistent);
     }
 
     /// Whether the session uses a persistent cookie.
@@ -559,20 +283,15 @@ impl Session {
     }
 
     /// Binds the session to a user, so it can be listed and revoked with the user's other
-    /// sessions.
+    /// sessions. At login, prefer [`Session::log_in`], which also renews the ticket and drops
+    /// what another user left in the session.
     pub fn set_user(&self, user_id: impl Into<String>) {
-        let mut state = self.state.lock();
-        state.user = Some(user_id.into());
-        state.user_changed = true;
+        self.state.lock().set_user(Some(user_id.into()));
     }
 
     /// Unbinds the session from its user.
     pub fn clear_user(&self) {
-        let mut state = self.state.lock();
-        if state.user.is_some() {
-            state.user = None;
-            state.user_changed = true;
-        }
+        self.state.lock().set_user(None);
     }
 
     /// The user the session is bound to.
@@ -599,22 +318,19 @@ impl Session {
     }
 }
 
-/// The size the data would have with `key` set to `value`, or [`Error::TooLarge`].
-fn grown_size(state: &mut State, key: &str, value: &Value) -> Result<usize, Error> {
-    let old = state.data.get(key).map_or(0, |old| entry_len(key, old));
-    let size = state.size() - old + entry_len(key, value);
-    if size > state.max_bytes {
-        return Err(Error::TooLarge {
-            size,
-            limit: state.max_bytes,
-        });
-    }
-    Ok(size)
+/// `value` as JSON for `key`, which must not be one of cloakroom's own.
+fn to_value(key: &str, value: impl Serialize) -> Result<Value, Error> {
+    State::check_writable(key)?;
+    serde_json::to_value(value).map_err(|source| Error::Serialize {
+        key: key.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ticket::Ticket;
     use serde_json::json;
 
     fn stored_session() -> Session {
@@ -711,7 +427,7 @@ mod tests {
     #[test]
     fn flashes_are_consumed_once() {
         let session = stored_session();
-        session.flash("success", "saved");
+        session.flash("success", "saved").unwrap();
         let taken = session.take_flashes();
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].message, "hi");
@@ -737,7 +453,117 @@ mod tests {
         assert!(session.peek_flashes().is_empty());
         assert_eq!(session.lock().destroyed, Some(hash));
         assert!(!session.lock().has_content());
-        session.flash("info", "bye");
+        session.flash("info", "bye").unwrap();
         assert!(session.lock().has_content());
+    }
+
+    #[test]
+    fn flashes_count_toward_the_size_limit() {
+        let session = Session::new(200);
+        session.insert("k", "x".repeat(100)).unwrap();
+        // Distinct messages pile up until the limit, then the next one is refused whole.
+        let mut added = 0;
+        let err = loop {
+            match session.flash("info", format!("message {added}")) {
+                Ok(()) => added += 1,
+                Err(err) => break err,
+            }
+            assert!(added < 100, "flashes never hit the limit");
+        };
+        assert!(matches!(err, Error::TooLarge { limit: 200, .. }), "{err}");
+        assert!(added > 0);
+        // The data cannot grow into the room the flashes took either.
+        assert!(matches!(
+            session.insert("more", "y".repeat(50)),
+            Err(Error::TooLarge { .. })
+        ));
+        let record = session.lock().take_record(
+            Timestamp::default(),
+            Timestamp::default(),
+            Timestamp::default(),
+        );
+        assert_eq!(record.data["__flash"].as_array().unwrap().len(), added);
+        assert!(serde_json::to_string(&record.data).unwrap().len() <= 200);
+    }
+
+    #[test]
+    fn a_flash_already_waiting_is_not_added_again() {
+        let session = stored_session(); // holds an earlier "info: hi"
+        session.flash("info", "hi").unwrap();
+        session.flash("info", "new").unwrap();
+        session.flash("info", "new").unwrap();
+        session.flash("warning", "new").unwrap();
+        let record = session.lock().take_record(
+            Timestamp::default(),
+            Timestamp::default(),
+            Timestamp::default(),
+        );
+        assert_eq!(
+            record.data["__flash"],
+            json!([
+                {"category": "info", "message": "hi"},
+                {"category": "info", "message": "new"},
+                {"category": "warning", "message": "new"},
+            ])
+        );
+        // Once shown, the same message may be flashed again for the next page.
+        let session = stored_session();
+        assert_eq!(session.take_flashes().len(), 1);
+        session.flash("info", "hi").unwrap();
+        let patch = session.lock().take_patch(Timestamp::default());
+        assert_eq!(
+            patch.set,
+            vec![(
+                "__flash".to_owned(),
+                json!([{"category": "info", "message": "hi"}])
+            )]
+        );
+    }
+
+    #[test]
+    fn logging_in_over_another_users_session_starts_empty() {
+        let session = stored_session(); // user 7, keys a and b, an earlier flash
+        session.set_persistent(true);
+        session.log_in("8", &["a"]);
+        session.flash("success", "welcome").unwrap();
+        assert!(session.is_empty(), "user 7's data must not reach user 8");
+        assert!(session.peek_flashes().is_empty());
+        assert!(!session.is_persistent());
+        let mut state = session.lock();
+        assert!(state.cycle);
+        let patch = state.take_patch(Timestamp::default());
+        assert!(patch.clear);
+        assert_eq!(patch.user_id, Some(Some("8".to_owned())));
+        assert_eq!(
+            patch.set,
+            vec![(
+                "__flash".to_owned(),
+                json!([{"category": "success", "message": "welcome"}])
+            )]
+        );
+    }
+
+    #[test]
+    fn logging_in_an_anonymous_visitor_keeps_only_the_named_keys() {
+        let session = stored_session();
+        session.clear_user();
+        session.log_in("8", &["a", "missing"]);
+        assert_eq!(session.keys(), ["a"]);
+        assert_eq!(session.user().as_deref(), Some("8"));
+        let patch = session.lock().take_patch(Timestamp::default());
+        assert!(patch.clear);
+        assert_eq!(patch.set, vec![("a".to_owned(), json!(1))]);
+    }
+
+    #[test]
+    fn logging_in_again_as_the_same_user_keeps_the_session() {
+        let session = stored_session();
+        session.log_in("7", &[]);
+        assert_eq!(session.keys(), ["a", "b"]);
+        assert_eq!(session.peek_flashes().len(), 1);
+        let mut state = session.lock();
+        assert!(state.cycle);
+        let patch = state.take_patch(Timestamp::default());
+        assert!(!patch.clear && patch.set.is_empty() && patch.remove.is_empty());
     }
 }
