@@ -29,6 +29,14 @@ pub struct Config {
     pub password_cost: PasswordCost,
 }
 
+/// The session cookie's name. With `Secure` it takes the `__Host-` prefix, so browsers refuse
+/// the cookie unless it is `Secure`, `Path=/` and host-only: a sibling subdomain or a plain-HTTP
+/// page cannot plant or overwrite it. Without `Secure` browsers would drop a `__Host-` cookie, so
+/// the plain generic name is used.
+pub fn session_cookie_name(secure_cookies: bool) -> &'static str {
+    if secure_cookies { "__Host-id" } else { "id" }
+}
+
 /// What every handler can reach.
 pub struct App {
     pub users: Users,
@@ -60,6 +68,7 @@ pub fn router(config: Config) -> Result<Router, Error> {
     let sessions = SessionLayer::builder(config.store)
         .key(config.key)
         .secure(config.secure_cookies)
+        .cookie_name(session_cookie_name(config.secure_cookies))
         .build()?;
     Ok(routes::all()
         .with_state(app)

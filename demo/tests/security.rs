@@ -3,8 +3,13 @@
 
 mod support;
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
-use support::{BOB, TestApp};
+use cloakroom::Key;
+use cloakroom::stores::memory::MemoryStore;
+use cloakroom_demo::{Config, PasswordCost};
+use support::{BOB, Client, TestApp};
 
 /// A crafted link to a protected page with a 65,000-character query used to fill the session
 /// (stored as the page to return to), after which every login answered 413.
@@ -34,4 +39,31 @@ async fn a_huge_link_to_a_protected_page_does_not_block_login() {
     let mut normal = app.client();
     normal.get("/devices?tab=2").await.assert_redirect("/login");
     normal.login(BOB).await.assert_redirect("/devices?tab=2");
+}
+
+/// The session cookie had the generic name `id`: without the `__Host-` prefix a sibling
+/// subdomain or a plain-HTTP page can plant one (session fixation, login CSRF).
+#[tokio::test]
+async fn the_session_cookie_has_the_host_prefix() {
+    let app = TestApp::new();
+    let mut browser = app.client();
+    let reply = browser.login(BOB).await;
+    let set = reply.set_cookie().expect("a cookie at login");
+    assert!(set.starts_with("__Host-id="), "{set}");
+    for attribute in ["Secure", "Path=/"] {
+        assert!(set.contains(attribute), "{attribute} missing from {set}");
+    }
+    assert!(!set.contains("Domain"), "{set}");
+
+    // Browsers drop a __Host- cookie without Secure: plain HTTP gets the plain name.
+    let insecure = Config {
+        store: Arc::new(MemoryStore::default()),
+        key: Key::from_secret(&[7; 32]).unwrap(),
+        secure_cookies: false,
+        password_cost: PasswordCost::Fast,
+    };
+    let mut plain = Client::new(cloakroom_demo::router(insecure).unwrap());
+    let set = plain.login(BOB).await.set_cookie().unwrap().to_owned();
+    assert!(set.starts_with("id="), "{set}");
+    assert!(!set.contains("Secure"), "{set}");
 }
