@@ -14,6 +14,7 @@ use cloakroom::{Key, Session, SessionLayer, Store};
 use crate::api;
 use crate::error::{Error, json_error};
 use crate::routes;
+use crate::throttle::{LoginLimits, LoginThrottle};
 use crate::users::{PasswordCost, User, Users};
 use crate::views;
 
@@ -27,6 +28,8 @@ pub struct Config {
     pub secure_cookies: bool,
     /// How expensive password hashing is.
     pub password_cost: PasswordCost,
+    /// How many login attempts an account or a client address gets.
+    pub login_limits: LoginLimits,
 }
 
 /// The session cookie's name. With `Secure` it takes the `__Host-` prefix, so browsers refuse
@@ -40,6 +43,7 @@ pub fn session_cookie_name(secure_cookies: bool) -> &'static str {
 /// What every handler can reach.
 pub struct App {
     pub users: Users,
+    pub login_throttle: LoginThrottle,
     /// The same store the session layer uses, for "your devices" and the admin page.
     pub store: Arc<dyn Store>,
 }
@@ -63,6 +67,7 @@ pub fn router(config: Config) -> Result<Router, Error> {
     views::check()?;
     let app = Arc::new(App {
         users: Users::with_demo_users(config.password_cost)?,
+        login_throttle: LoginThrottle::new(config.login_limits)?,
         store: Arc::clone(&config.store),
     });
     let sessions = SessionLayer::builder(config.store)

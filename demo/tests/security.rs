@@ -5,11 +5,11 @@ mod support;
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use cloakroom::Key;
 use cloakroom::stores::memory::MemoryStore;
-use cloakroom_demo::{Config, PasswordCost};
-use support::{BOB, Client, TestApp};
+use cloakroom_demo::{Config, LoginLimits, PasswordCost};
+use support::{ALICE, BOB, Client, TestApp};
 
 /// A crafted link to a protected page with a 65,000-character query used to fill the session
 /// (stored as the page to return to), after which every login answered 413.
@@ -61,9 +61,77 @@ async fn the_session_cookie_has_the_host_prefix() {
         key: Key::from_secret(&[7; 32]).unwrap(),
         secure_cookies: false,
         password_cost: PasswordCost::Fast,
+        login_limits: LoginLimits::default(),
     };
     let mut plain = Client::new(cloakroom_demo::router(insecure).unwrap());
     let set = plain.login(BOB).await.set_cookie().unwrap().to_owned();
     assert!(set.starts_with("id="), "{set}");
     assert!(!set.contains("Secure"), "{set}");
+}
+
+/// About 250 wrong passwords for one account met no delay.
+#[tokio::test]
+async fn failed_logins_are_throttled_per_account() {
+    let app = TestApp::new();
+    let mut attacker = app.client();
+    let burst = LoginLimits::default().per_account.burst;
+    for _ in 0..burst {
+        let reply = attacker.api_login((BOB.0, "guess")).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    let reply = attacker.api_login((BOB.0, "guess")).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        reply.body
+    );
+    assert_too_many(&reply);
+    // Over the quota even the right password is not tried: a blocked guesser learns nothing.
+    let reply = attacker.api_login(BOB).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    // The HTML form shares the quota; the case of the address does not matter.
+    let page = attacker.login(("BOB@example.com ", BOB.1)).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_too_many(&page);
+    // Other accounts are not affected.
+    let reply = app.client().api_login(ALICE).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+/// One client guessing across many accounts is throttled by its address.
+#[tokio::test]
+async fn failed_logins_are_throttled_per_client_address() {
+    let app = TestApp::new();
+    let mut attacker = app.client();
+    attacker.peer = Some("192.0.2.7:40000".parse().unwrap());
+    let burst = LoginLimits::default().per_address.burst;
+    for n in 0..burst {
+        let reply = attacker
+            .api_login((&format!("user{n}@example.com"), "guess"))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    let reply = attacker.api_login(BOB).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_too_many(&reply);
+    // Another client logs in as Bob at once.
+    let mut bob = app.client();
+    bob.peer = Some("198.51.100.1:50000".parse().unwrap());
+    assert_eq!(bob.api_login(BOB).await.status, StatusCode::OK);
+}
+
+#[track_caller]
+fn assert_too_many(reply: &support::Reply) {
+    let wait: u64 = reply
+        .header(header::RETRY_AFTER)
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!(wait >= 1, "{wait}");
+    assert!(
+        reply.body.contains("too many login attempts"),
+        "{}",
+        reply.body
+    );
 }

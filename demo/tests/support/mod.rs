@@ -4,14 +4,16 @@
 
 pub mod process;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use cloakroom::stores::memory::MemoryStore;
 use cloakroom::{Clock as _, Key, Record, SessionHash, Store, SystemClock};
-use cloakroom_demo::{Config, PasswordCost};
+use cloakroom_demo::{Config, LoginLimits, PasswordCost};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
@@ -32,6 +34,7 @@ pub fn demo_router(store: Arc<dyn Store>) -> Router {
         key: Key::from_secret(&[7; 32]).unwrap(),
         secure_cookies: true,
         password_cost: PasswordCost::Fast,
+        login_limits: LoginLimits::default(),
     })
     .unwrap()
 }
@@ -134,6 +137,8 @@ pub struct Client {
     /// `name=value` of the session cookie, as the browser would send it.
     pub cookie: Option<String>,
     pub user_agent: String,
+    /// The TCP peer the server sees, as `axum::serve` with connect info records it.
+    pub peer: Option<SocketAddr>,
 }
 
 impl Client {
@@ -143,6 +148,7 @@ impl Client {
             router,
             cookie: None,
             user_agent: "TestBrowser/1.0".into(),
+            peer: None,
         }
     }
 
@@ -163,7 +169,10 @@ impl Client {
         if let Some(content_type) = content_type {
             request = request.header(header::CONTENT_TYPE, content_type);
         }
-        let request = request.body(Body::from(body.into())).unwrap();
+        let mut request = request.body(Body::from(body.into())).unwrap();
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(ConnectInfo(peer));
+        }
         let response = self.router.clone().oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
         let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
