@@ -7,11 +7,12 @@ use axum::body::{Body, to_bytes};
 use axum::extract::Request;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue};
-use axum::middleware::{Next, from_fn};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use cloakroom::{Key, Session, SessionLayer, Store};
 
 use crate::api;
+use crate::csrf;
 use crate::error::{Error, json_error};
 use crate::routes;
 use crate::throttle::{LoginLimits, LoginThrottle};
@@ -78,6 +79,10 @@ pub fn router(config: Config) -> Result<Router, Error> {
     Ok(routes::all()
         .with_state(app)
         .layer(sessions)
+        .layer(from_fn_with_state(
+            config.secure_cookies,
+            csrf::cookie_tokens,
+        ))
         .layer(from_fn(api::require_json))
         .layer(from_fn(error_bodies))
         .layer(from_fn(no_store)))

@@ -135,3 +135,82 @@ fn assert_too_many(reply: &support::Reply) {
         reply.body
     );
 }
+
+/// Every anonymous look at a form page stored a session (for its CSRF token): 2,167 stored
+/// sessions after the probe.
+#[tokio::test]
+async fn anonymous_form_pages_store_nothing() {
+    let app = TestApp::new();
+    for _ in 0..3 {
+        let mut visitor = app.client();
+        for page in ["/login", "/cart", "/register/step1", "/preferences"] {
+            let reply = visitor.get(page).await;
+            assert_eq!(reply.status, StatusCode::OK, "{page}");
+            assert!(reply.csrf_token().is_some(), "{page} has a form");
+            assert_eq!(reply.set_cookie(), None, "{page} set a session cookie");
+        }
+        let csrf = visitor.csrf_cookie.clone().expect("a CSRF cookie");
+        assert!(csrf.starts_with("__Host-csrf="), "{csrf}");
+    }
+    assert_eq!(app.live_sessions().await, 0, "no session for looking");
+
+    // The cookie token is what the form must send back; it is reused, not renewed.
+    let mut visitor = app.client();
+    let set = visitor.get("/login").await;
+    let set = set.set_csrf_cookie().unwrap().to_owned();
+    for attribute in ["Path=/", "HttpOnly", "SameSite=Lax", "Secure"] {
+        assert!(set.contains(attribute), "{attribute} missing from {set}");
+    }
+    let page = visitor.get("/cart").await;
+    assert_eq!(page.set_csrf_cookie(), None, "the cookie is kept");
+    let token = page.csrf_token().unwrap();
+    assert_eq!(
+        visitor.csrf_cookie.as_deref(),
+        Some(format!("__Host-csrf={token}").as_str())
+    );
+    // Without the cookie, or with another visitor's, the token is refused.
+    let mut no_cookie = visitor.clone();
+    no_cookie.csrf_cookie = None;
+    let fields = [("csrf_token", token.as_str()), ("product_id", "1")];
+    let reply = no_cookie.post_form_raw("/cart/add", &fields).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let mut other = app.client();
+    other.get("/login").await;
+    let reply = other.post_form_raw("/cart/add", &fields).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.live_sessions().await, 0);
+    // A change does create the session.
+    let reply = visitor.post_form_raw("/cart/add", &fields).await;
+    reply.assert_redirect("/cart");
+    assert_eq!(app.live_sessions().await, 1);
+    // Logging in with the visitor's token works, and then the session's own token takes over.
+    visitor.login(BOB).await.assert_redirect("/dashboard");
+    let reply = visitor.post_form_raw("/cart/add", &fields).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::FORBIDDEN,
+        "the visitor token is dead"
+    );
+}
+
+/// The admin page tells how many stored sessions belong to nobody.
+#[tokio::test]
+async fn the_admin_page_counts_anonymous_sessions() {
+    let app = TestApp::new();
+    for _ in 0..3 {
+        app.client().get("/login").await;
+    }
+    for product in ["1", "2"] {
+        let mut shopper = app.client();
+        shopper
+            .submit("/cart", "/cart/add", &[("product_id", product)])
+            .await
+            .assert_redirect("/cart");
+    }
+    app.client().login(BOB).await;
+    let mut admin = app.client();
+    admin.login(ALICE).await;
+    let page = admin.get("/admin").await;
+    page.assert_contains(r#"<p class="big" id="live-sessions">4</p>"#);
+    page.assert_contains(r#"<p class="big" id="anonymous-sessions">2</p>"#);
+}

@@ -81,10 +81,23 @@ impl Reply {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
+    /// The session cookie's Set-Cookie, if any.
     pub fn set_cookie(&self) -> Option<&str> {
-        let all: Vec<_> = self.headers.get_all(header::SET_COOKIE).iter().collect();
-        assert!(all.len() <= 1, "more than one Set-Cookie: {all:?}");
-        all.first().map(|v| v.to_str().unwrap())
+        let all: Vec<_> = self.set_cookies().filter(|c| !is_csrf_cookie(c)).collect();
+        assert!(all.len() <= 1, "more than one session Set-Cookie: {all:?}");
+        all.first().copied()
+    }
+
+    /// The visitors' CSRF cookie's Set-Cookie, if any.
+    pub fn set_csrf_cookie(&self) -> Option<&str> {
+        self.set_cookies().find(|c| is_csrf_cookie(c))
+    }
+
+    fn set_cookies(&self) -> impl Iterator<Item = &str> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
     }
 
     pub fn location(&self) -> Option<&str> {
@@ -130,12 +143,18 @@ impl Reply {
     }
 }
 
-/// A browser stand-in that keeps the session cookie.
+fn is_csrf_cookie(set_cookie: &str) -> bool {
+    set_cookie.starts_with("__Host-csrf=") || set_cookie.starts_with("csrf=")
+}
+
+/// A browser stand-in that keeps the session cookie and the visitors' CSRF cookie.
 #[derive(Clone)]
 pub struct Client {
     router: Router,
     /// `name=value` of the session cookie, as the browser would send it.
     pub cookie: Option<String>,
+    /// `name=value` of the CSRF cookie that anonymous forms are checked against.
+    pub csrf_cookie: Option<String>,
     pub user_agent: String,
     /// The TCP peer the server sees, as `axum::serve` with connect info records it.
     pub peer: Option<SocketAddr>,
@@ -147,6 +166,7 @@ impl Client {
         Self {
             router,
             cookie: None,
+            csrf_cookie: None,
             user_agent: "TestBrowser/1.0".into(),
             peer: None,
         }
@@ -163,8 +183,13 @@ impl Client {
             .method(method)
             .uri(path)
             .header(header::USER_AGENT, &self.user_agent);
-        if let Some(cookie) = &self.cookie {
-            request = request.header(header::COOKIE, cookie);
+        let cookies: Vec<&str> = [&self.cookie, &self.csrf_cookie]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        if !cookies.is_empty() {
+            request = request.header(header::COOKIE, cookies.join("; "));
         }
         if let Some(content_type) = content_type {
             request = request.header(header::CONTENT_TYPE, content_type);
@@ -181,6 +206,9 @@ impl Client {
             headers: parts.headers,
             body: String::from_utf8(bytes.to_vec()).unwrap(),
         };
+        if let Some(set) = reply.set_csrf_cookie() {
+            self.csrf_cookie = Some(set.split(';').next().unwrap().trim().to_owned());
+        }
         if let Some(set) = reply.set_cookie() {
             let pair = set.split(';').next().unwrap().trim();
             self.cookie = if pair.ends_with('=') || set.contains("Max-Age=0") {
