@@ -5,10 +5,11 @@ mod support;
 
 use std::sync::Arc;
 
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use cloakroom::Key;
 use cloakroom::stores::memory::MemoryStore;
 use cloakroom_demo::{Config, LoginLimits, PasswordCost};
+use serde_json::json;
 use support::{ALICE, BOB, Client, TestApp};
 
 /// A crafted link to a protected page with a 65,000-character query used to fill the session
@@ -213,4 +214,83 @@ async fn the_admin_page_counts_anonymous_sessions() {
     let page = admin.get("/admin").await;
     page.assert_contains(r#"<p class="big" id="live-sessions">4</p>"#);
     page.assert_contains(r#"<p class="big" id="anonymous-sessions">2</p>"#);
+}
+
+/// "Log out everywhere else" and revoking a device needed no re-authentication: whoever held
+/// one session could end all the others.
+#[tokio::test]
+async fn logging_out_other_devices_needs_the_password() {
+    let app = TestApp::new();
+    let mut laptop = app.client_named("Laptop");
+    let mut phone = app.client_named("Phone");
+    laptop.api_login(BOB).await;
+    phone.api_login(BOB).await;
+    let phone_id = app
+        .sessions_of(support::BOB_ID)
+        .await
+        .iter()
+        .find(|(_, r)| r.data["user_agent"] == "Phone")
+        .map(|(h, _)| h.to_string())
+        .unwrap();
+    let revoke_phone = format!("/api/devices/{phone_id}");
+
+    // The API: no body, no password, a wrong one.
+    for body in [
+        None,
+        Some(json!({})),
+        Some(json!({"password": "wonderland"})),
+    ] {
+        for (method, path) in [
+            (Method::DELETE, revoke_phone.as_str()),
+            (Method::POST, "/api/devices/revoke-others"),
+        ] {
+            let reply = laptop.api(method, path, body.clone()).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path} {body:?}");
+            assert!(reply.json()["error"].as_str().unwrap().contains("password"));
+        }
+    }
+    assert_eq!(app.sessions_of(support::BOB_ID).await.len(), 2);
+
+    // The pages: the form says what was wrong, and nothing happens.
+    let action = format!("/devices/{phone_id}/revoke");
+    for (path, fields) in [
+        (action.as_str(), &[][..]),
+        ("/devices/revoke-others", &[("password", "wrong")][..]),
+    ] {
+        let mut browser = app.client();
+        browser.login(BOB).await;
+        browser
+            .submit("/devices", path, fields)
+            .await
+            .assert_redirect("/devices");
+        let page = browser.get("/devices").await;
+        page.assert_contains("flash-error");
+        page.assert_contains("password");
+    }
+    assert_eq!(
+        phone.api_get("/api/session").await.json()["logged_in"],
+        true
+    );
+
+    // With the password it works.
+    let reply = laptop
+        .api(
+            Method::DELETE,
+            &revoke_phone,
+            Some(json!({"password": BOB.1})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        phone.api_get("/api/session").await.json()["logged_in"],
+        false
+    );
+    let reply = laptop
+        .api(
+            Method::POST,
+            "/api/devices/revoke-others",
+            Some(json!({"password": BOB.1})),
+        )
+        .await;
+    assert_eq!(reply.json(), json!({"revoked": 2}));
 }
