@@ -267,30 +267,17 @@ async fn logging_out_other_devices_needs_the_password() {
         page.assert_contains("flash-error");
         page.assert_contains("password");
     }
-    assert_eq!(
-        phone.api_get("/api/session").await.json()["logged_in"],
-        true
-    );
+    assert!(phone.is_logged_in().await);
 
     // With the password it works.
+    let password = Some(json!({"password": BOB.1}));
     let reply = laptop
-        .api(
-            Method::DELETE,
-            &revoke_phone,
-            Some(json!({"password": BOB.1})),
-        )
+        .api(Method::DELETE, &revoke_phone, password.clone())
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    assert_eq!(
-        phone.api_get("/api/session").await.json()["logged_in"],
-        false
-    );
+    assert!(!phone.is_logged_in().await);
     let reply = laptop
-        .api(
-            Method::POST,
-            "/api/devices/revoke-others",
-            Some(json!({"password": BOB.1})),
-        )
+        .api(Method::POST, "/api/devices/revoke-others", password)
         .await;
     assert_eq!(reply.json(), json!({"revoked": 2}));
 }

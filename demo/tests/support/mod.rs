@@ -271,6 +271,11 @@ impl Client {
         self.send(Method::GET, path, None, "").await
     }
 
+    /// Whether `/api/session` says this browser is logged in.
+    pub async fn is_logged_in(&mut self) -> bool {
+        self.api_get("/api/session").await.json()["logged_in"] == true
+    }
+
     pub async fn api_login(&mut self, (email, password): (&str, &str)) -> Reply {
         let body = serde_json::json!({ "email": email, "password": password });
         self.api(Method::POST, "/api/login", Some(body)).await
