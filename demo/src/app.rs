@@ -7,13 +7,15 @@ use axum::body::{Body, to_bytes};
 use axum::extract::Request;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue};
-use axum::middleware::{Next, from_fn};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use cloakroom::{Key, Session, SessionLayer, Store};
 
 use crate::api;
+use crate::csrf;
 use crate::error::{Error, json_error};
 use crate::routes;
+use crate::throttle::{LoginLimits, LoginThrottle};
 use crate::users::{PasswordCost, User, Users};
 use crate::views;
 
@@ -27,11 +29,22 @@ pub struct Config {
     pub secure_cookies: bool,
     /// How expensive password hashing is.
     pub password_cost: PasswordCost,
+    /// How many login attempts an account or a client address gets.
+    pub login_limits: LoginLimits,
+}
+
+/// The session cookie's name. With `Secure` it takes the `__Host-` prefix, so browsers refuse
+/// the cookie unless it is `Secure`, `Path=/` and host-only: a sibling subdomain or a plain-HTTP
+/// page cannot plant or overwrite it. Without `Secure` browsers would drop a `__Host-` cookie, so
+/// the plain generic name is used.
+pub fn session_cookie_name(secure_cookies: bool) -> &'static str {
+    if secure_cookies { "__Host-id" } else { "id" }
 }
 
 /// What every handler can reach.
 pub struct App {
     pub users: Users,
+    pub login_throttle: LoginThrottle,
     /// The same store the session layer uses, for "your devices" and the admin page.
     pub store: Arc<dyn Store>,
 }
@@ -55,15 +68,21 @@ pub fn router(config: Config) -> Result<Router, Error> {
     views::check()?;
     let app = Arc::new(App {
         users: Users::with_demo_users(config.password_cost)?,
+        login_throttle: LoginThrottle::new(config.login_limits)?,
         store: Arc::clone(&config.store),
     });
     let sessions = SessionLayer::builder(config.store)
         .key(config.key)
         .secure(config.secure_cookies)
+        .cookie_name(session_cookie_name(config.secure_cookies))
         .build()?;
     Ok(routes::all()
         .with_state(app)
         .layer(sessions)
+        .layer(from_fn_with_state(
+            config.secure_cookies,
+            csrf::cookie_tokens,
+        ))
         .layer(from_fn(api::require_json))
         .layer(from_fn(error_bodies))
         .layer(from_fn(no_store)))

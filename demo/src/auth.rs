@@ -18,6 +18,10 @@ pub const USER_AGENT_KEY: &str = "user_agent";
 pub const DEFAULT_LANDING: &str = "/dashboard";
 
 const MAX_USER_AGENT_CHARS: usize = 256;
+/// The longest page address kept to come back to after login. The session has a size limit
+/// (64 KiB by default): a crafted link to a protected page with a huge query would otherwise
+/// fill it, and every later write, logging in included, would fail with 413.
+pub const MAX_REDIRECT_CHARS: usize = 512;
 
 /// Keys an anonymous visitor's session carries into the account at login: what they chose
 /// before logging in. Nothing else survives a login (a form half-filled by someone else at this
@@ -88,14 +92,29 @@ pub fn require_user(app: &App, session: &Session, page: Option<&Uri>) -> Result<
     if let Some(user) = app.current_user(session) {
         return Ok(user);
     }
-    if let Some(uri) = page {
-        let here = uri.path_and_query().map_or("/", |p| p.as_str());
-        session.insert(REDIRECT_KEY, here)?;
+    if let Some(target) = page.and_then(redirect_target) {
+        // Coming back to the page is a convenience: failing to remember it must not turn the
+        // login redirect into an error page.
+        if let Err(error) = session.insert(REDIRECT_KEY, target) {
+            tracing::warn!(%error, "cannot remember the page to return to after login");
+        }
     }
     // Shown once however often the visitor is sent here: the library keeps one copy of a
-    // message that is already waiting.
-    session.flash("info", "Please log in first.")?;
+    // message that is already waiting. A full session must not block the way to the login
+    // page either.
+    if let Err(error) = session.flash("info", "Please log in first.") {
+        tracing::warn!(%error, "cannot flash the login reminder");
+    }
     Err(Error::LoginRequired)
+}
+
+/// What to remember of `uri` to come back to: the whole address if it is short enough, else
+/// its path alone (a cut query could mean something else), else nothing.
+fn redirect_target(uri: &Uri) -> Option<&str> {
+    let full = uri.path_and_query().map_or("/", |p| p.as_str());
+    [full, uri.path()]
+        .into_iter()
+        .find(|target| target.len() <= MAX_REDIRECT_CHARS)
 }
 
 /// The logged-in user for an API call; 401 otherwise.
@@ -117,6 +136,17 @@ pub fn require_admin(app: &App, session: &Session, uri: &Uri) -> Result<User, Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_addresses_are_remembered_by_their_path_or_not_at_all() {
+        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        let short = uri("/devices?tab=2");
+        assert_eq!(redirect_target(&short), Some("/devices?tab=2"));
+        let long_query = uri(&format!("/dashboard?q={}", "x".repeat(MAX_REDIRECT_CHARS)));
+        assert_eq!(redirect_target(&long_query), Some("/dashboard"));
+        let long_path = uri(&format!("/{}", "x".repeat(MAX_REDIRECT_CHARS)));
+        assert_eq!(redirect_target(&long_path), None);
+    }
 
     #[test]
     fn only_local_paths_are_followed() {

@@ -5,7 +5,8 @@
 //! page and its API twin always agree.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use cloakroom::{DiscardChanges, SessionRejection, StoreError};
 use serde_json::json;
@@ -21,6 +22,9 @@ pub enum Error {
     /// Login failed. One message for an unknown e-mail and a wrong password.
     #[error("invalid e-mail or password")]
     InvalidCredentials,
+    /// Too many login attempts for this account or from this address; see `throttle`.
+    #[error("too many login attempts; try again in {retry_after_secs} seconds")]
+    TooManyAttempts { retry_after_secs: u64 },
     /// The page or call needs a logged-in user.
     #[error("please log in first")]
     LoginRequired,
@@ -65,6 +69,7 @@ impl Error {
             Error::Forbidden(_) | Error::Csrf => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Rejected { status, .. } => *status,
             Error::Session(cloakroom::Error::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -107,6 +112,15 @@ impl Error {
         )
     }
 
+    /// Headers the status asks for (`Retry-After` with 429).
+    fn add_headers(&self, response: &mut Response) {
+        if let Error::TooManyAttempts { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+    }
+
     fn log(&self) {
         if self.is_unsupported() {
             tracing::info!(error = %self, "not possible with this store");
@@ -142,7 +156,9 @@ impl IntoResponse for PageError {
             // Kept: the page to come back to and the "please log in" message.
             return Redirect::to("/login").into_response();
         }
-        discard_changes(views::error_page(error.status(), &error.public_message()))
+        let mut response = views::error_page(error.status(), &error.public_message());
+        error.add_headers(&mut response);
+        discard_changes(response)
     }
 }
 
@@ -167,7 +183,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let error = self.0;
         error.log();
-        discard_changes(json_error(error.status(), &error.public_message()))
+        let mut response = json_error(error.status(), &error.public_message());
+        error.add_headers(&mut response);
+        discard_changes(response)
     }
 }
 

@@ -16,8 +16,10 @@ pub mod error;
 pub mod options;
 pub mod routes;
 pub mod server;
+pub mod throttle;
 pub mod users;
 pub mod views;
 
 pub use app::{Config, router};
+pub use throttle::LoginLimits;
 pub use users::PasswordCost;

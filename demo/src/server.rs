@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::app::{Config, router};
 use crate::error::Error;
 use crate::options::{self, KeyError, KeySource, Options};
+use crate::throttle::LoginLimits;
 use crate::users::PasswordCost;
 
 /// Why the demo could not start or stopped.
@@ -59,6 +60,7 @@ pub async fn run(options: Options) -> Result<(), ServerError> {
         key,
         secure_cookies: !options.insecure_cookies,
         password_cost: PasswordCost::Standard,
+        login_limits: LoginLimits::default(),
     })?;
 
     println!("cloakroom demo running at {}", url(addr));
@@ -75,6 +77,8 @@ pub async fn run(options: Options) -> Result<(), ServerError> {
     // Stores with native expiry (Redis) or no server state (cookies) need no purging; the
     // purger notices and stops by itself.
     let purger = Purger::new(store).interval(PURGE_EVERY).spawn();
+    // The peer address is what login throttling counts per client.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await;

@@ -441,8 +441,13 @@ async fn devices_list_and_revoke() {
         true
     );
 
+    let password = Some(json!({"password": BOB.1}));
     let reply = laptop
-        .api(Method::DELETE, &format!("/api/devices/{phone_id}"), None)
+        .api(
+            Method::DELETE,
+            &format!("/api/devices/{phone_id}"),
+            password.clone(),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json()["current"], false);
@@ -451,13 +456,17 @@ async fn devices_list_and_revoke() {
         false
     );
     let reply = laptop
-        .api(Method::DELETE, &format!("/api/devices/{phone_id}"), None)
+        .api(
+            Method::DELETE,
+            &format!("/api/devices/{phone_id}"),
+            password.clone(),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND, "already gone");
 
     phone.api_login(BOB).await;
     let reply = laptop
-        .api(Method::POST, "/api/devices/revoke-others", None)
+        .api(Method::POST, "/api/devices/revoke-others", password)
         .await;
     assert_eq!(reply.json(), json!({"revoked": 1}));
     assert_eq!(

@@ -478,7 +478,7 @@ async fn devices_lists_sessions_and_revokes_them() {
         .unwrap();
     let action = format!("/devices/{phone_id}/revoke");
     laptop
-        .submit("/devices", &action, &[])
+        .submit("/devices", &action, &[("password", BOB.1)])
         .await
         .assert_redirect("/devices");
     let page = laptop.get("/devices").await;
@@ -510,7 +510,7 @@ async fn devices_lists_sessions_and_revokes_them() {
     let mut tablet = app.client_named("Tablet");
     tablet.login(BOB).await;
     laptop
-        .submit("/devices", "/devices/revoke-others", &[])
+        .submit("/devices", "/devices/revoke-others", &[("password", BOB.1)])
         .await
         .assert_redirect("/devices");
     laptop

@@ -10,6 +10,7 @@ mod support;
 
 use std::fmt::Display;
 
+use axum::http::Method;
 use cloakroom::{Clock as _, SystemClock};
 use serde_json::json;
 use support::BOB;
@@ -106,7 +107,11 @@ async fn two_instances(store: String) {
         .and_then(|d| d["id"].as_str())
         .unwrap();
     let revoked = phone
-        .delete(&second.url(&format!("/api/devices/{laptop_id}")))
+        .send(
+            Method::DELETE,
+            &second.url(&format!("/api/devices/{laptop_id}")),
+            Some(json!({"password": BOB.1})),
+        )
         .await;
     assert_eq!(revoked.status, 200, "{}", revoked.body);
 

@@ -52,6 +52,12 @@ async fn admin(State(app): State<AppState>, session: Session, uri: Uri) -> PageR
             sessions,
         });
     }
+    // The store contract has no count of sessions without a user, and only some stores list
+    // their top users; what every store can do is count all live sessions and list one user's.
+    // Users live in this process, so the difference counts sessions of users registered on
+    // another instance (or before a restart) as anonymous too.
+    let with_user: u64 = users.iter().map(|u| u.sessions as u64).sum();
+    let anonymous = stats.live.saturating_sub(with_user);
     let top_users: Vec<(String, u64)> = stats
         .top_users
         .iter()
@@ -66,6 +72,7 @@ async fn admin(State(app): State<AppState>, session: Session, uri: Uri) -> PageR
         .collect();
     let ctx = context! {
         live => stats.live,
+        anonymous,
         expired => stats.expired,
         oldest => stats.oldest.map(|t| t.as_unix_millis()),
         newest => stats.newest.map(|t| t.as_unix_millis()),

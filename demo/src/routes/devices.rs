@@ -1,5 +1,12 @@
 //! "Your devices": the user's sessions from the store's per-user index, with revocation of one
 //! or of all but this one.
+//!
+//! Logging out other devices is a sensitive change (ASVS 3.7.1): whoever holds this session (a
+//! borrowed laptop, a stolen cookie) could otherwise lock the owner out of every other device.
+//! So it needs the password again, in the form or as `{"password": "..."}` in the API call,
+//! throttled like logins. Logging out this very device needs none: that is just logging out.
+
+use std::net::IpAddr;
 
 use axum::extract::{Path, State};
 use axum::http::Uri;
@@ -8,13 +15,15 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use cloakroom::{Clock as _, Session, SessionHash, SystemClock};
 use minijinja::context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::api::JsonBody;
 use crate::app::{App, AppState};
 use crate::auth::{self, USER_AGENT_KEY};
-use crate::csrf::{CsrfForm, NoFields};
-use crate::error::{ApiResult, Error, PageResult};
+use crate::csrf::CsrfForm;
+use crate::error::{ApiError, ApiResult, Error, PageResult};
+use crate::throttle::ClientAddr;
 use crate::users::User;
 use crate::views;
 
@@ -128,14 +137,67 @@ fn describe_browser(user_agent: Option<&str>) -> String {
     }
 }
 
+/// What the revoking forms and API calls send.
+#[derive(Deserialize)]
+struct Confirmation {
+    password: Option<String>,
+}
+
+const PASSWORD_NEEDED: &str = "logging out other devices needs your password: type it to confirm (the API takes \
+     {\"password\": \"...\"})";
+const PASSWORD_WRONG: &str =
+    "that is not your password; nothing was logged out, please type your current password";
+
+/// Checks that the user knows their password, charging the login throttle like a login does.
+async fn confirm_password(
+    app: &App,
+    user: &User,
+    password: Option<&str>,
+    client: Option<IpAddr>,
+) -> Result<(), Error> {
+    let password = password
+        .filter(|p| !p.is_empty())
+        .ok_or(Error::Forbidden(PASSWORD_NEEDED))?;
+    app.login_throttle.attempt(&user.email, client)?;
+    match app.users.authenticate(&user.email, password).await? {
+        Some(confirmed) if confirmed.id == user.id => Ok(()),
+        _ => Err(Error::Forbidden(PASSWORD_WRONG)),
+    }
+}
+
+/// A wrong or missing password on an HTML form: back to the list, saying why.
+fn refused(session: &Session, error: Error) -> PageResult<Redirect> {
+    match error {
+        Error::Forbidden(message) => {
+            session.flash("error", capitalized(message))?;
+            Ok(Redirect::to("/devices"))
+        }
+        other => Err(other.into()),
+    }
+}
+
+fn capitalized(message: &str) -> String {
+    let mut chars = message.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
 enum Revoked {
     OtherDevice,
     ThisDevice,
 }
 
 /// Ends one of the user's sessions. Only the user's own: any other id is "not found", whether
-/// it exists or not. Revoking this very session is logging out.
-async fn revoke(app: &App, session: &Session, user: &User, id: &str) -> Result<Revoked, Error> {
+/// it exists or not. Revoking this very session is logging out; any other needs the password.
+async fn revoke(
+    app: &App,
+    session: &Session,
+    user: &User,
+    id: &str,
+    (password, client): (Option<&str>, Option<IpAddr>),
+) -> Result<Revoked, Error> {
     let not_found = || Error::NotFound("you have no device with this id".into());
     let hash: SessionHash = id.parse().map_err(|_| not_found())?;
     let owned = app
@@ -151,12 +213,20 @@ async fn revoke(app: &App, session: &Session, user: &User, id: &str) -> Result<R
         auth::log_out(session)?;
         return Ok(Revoked::ThisDevice);
     }
+    confirm_password(app, user, password, client).await?;
     app.store.delete(&hash).await?;
     Ok(Revoked::OtherDevice)
 }
 
-/// Ends every session of the user but this one; returns how many.
-async fn revoke_others(app: &App, session: &Session, user: &User) -> Result<u64, Error> {
+/// Ends every session of the user but this one, once the password is confirmed; returns how
+/// many.
+async fn revoke_others(
+    app: &App,
+    session: &Session,
+    user: &User,
+    (password, client): (Option<&str>, Option<IpAddr>),
+) -> Result<u64, Error> {
+    confirm_password(app, user, password, client).await?;
     let current = session.hash();
     Ok(app
         .store
@@ -182,25 +252,32 @@ async fn revoke_form(
     State(app): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    CsrfForm(_): CsrfForm<NoFields>,
+    ClientAddr(client): ClientAddr,
+    CsrfForm(form): CsrfForm<Confirmation>,
 ) -> PageResult<Redirect> {
     let user = auth::require_user(&app, &session, None)?;
-    match revoke(&app, &session, &user, &id).await? {
-        Revoked::OtherDevice => {
+    let confirmation = (form.password.as_deref(), client);
+    match revoke(&app, &session, &user, &id, confirmation).await {
+        Err(error) => refused(&session, error),
+        Ok(Revoked::OtherDevice) => {
             session.flash("success", "That device has been logged out.")?;
             Ok(Redirect::to("/devices"))
         }
-        Revoked::ThisDevice => Ok(Redirect::to("/")),
+        Ok(Revoked::ThisDevice) => Ok(Redirect::to("/")),
     }
 }
 
 async fn revoke_others_form(
     State(app): State<AppState>,
     session: Session,
-    CsrfForm(_): CsrfForm<NoFields>,
+    ClientAddr(client): ClientAddr,
+    CsrfForm(form): CsrfForm<Confirmation>,
 ) -> PageResult<Redirect> {
     let user = auth::require_user(&app, &session, None)?;
-    let n = revoke_others(&app, &session, &user).await?;
+    let n = match revoke_others(&app, &session, &user, (form.password.as_deref(), client)).await {
+        Ok(n) => n,
+        Err(error) => return refused(&session, error),
+    };
     let plural = if n == 1 { "" } else { "s" };
     session.flash("success", format!("Logged out {n} other device{plural}."))?;
     Ok(Redirect::to("/devices"))
@@ -217,10 +294,13 @@ async fn api_revoke(
     State(app): State<AppState>,
     session: Session,
     Path(id): Path<String>,
+    ClientAddr(client): ClientAddr,
+    body: Result<JsonBody<Confirmation>, ApiError>,
 ) -> ApiResult<Json<Value>> {
     let user = auth::require_api_user(&app, &session)?;
+    let password = sent_password(&body);
     let current = matches!(
-        revoke(&app, &session, &user, &id).await?,
+        revoke(&app, &session, &user, &id, (password, client)).await?,
         Revoked::ThisDevice
     );
     Ok(Json(
@@ -231,10 +311,21 @@ async fn api_revoke(
 async fn api_revoke_others(
     State(app): State<AppState>,
     session: Session,
+    ClientAddr(client): ClientAddr,
+    body: Result<JsonBody<Confirmation>, ApiError>,
 ) -> ApiResult<Json<Value>> {
     let user = auth::require_api_user(&app, &session)?;
-    let revoked = revoke_others(&app, &session, &user).await?;
+    let password = sent_password(&body);
+    let revoked = revoke_others(&app, &session, &user, (password, client)).await?;
     Ok(Json(json!({ "revoked": revoked })))
+}
+
+/// The password of an API call. No body, or one that is not `{"password": "..."}`, is a
+/// missing password (and answered as such), since revoking this device needs no body at all.
+fn sent_password(body: &Result<JsonBody<Confirmation>, ApiError>) -> Option<&str> {
+    body.as_ref()
+        .ok()
+        .and_then(|JsonBody(c)| c.password.as_deref())
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use crate::auth;
 use crate::csrf::{self, CsrfForm, NoFields};
 use crate::error::{ApiResult, Error, PageError, PageResult};
 use crate::routes::{cart, preferences};
+use crate::throttle::ClientAddr;
 use crate::views;
 
 pub fn routes() -> Router<AppState> {
@@ -47,8 +48,10 @@ async fn login(
     State(app): State<AppState>,
     session: Session,
     headers: HeaderMap,
+    ClientAddr(client): ClientAddr,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> PageResult {
+    app.login_throttle.attempt(&form.email, client)?;
     let Some(user) = app.users.authenticate(&form.email, &form.password).await? else {
         let ctx = context! {
             csrf_token => csrf::token(&session)?,
@@ -106,8 +109,10 @@ async fn api_login(
     State(app): State<AppState>,
     session: Session,
     headers: HeaderMap,
+    ClientAddr(client): ClientAddr,
     JsonBody(body): JsonBody<ApiLogin>,
 ) -> ApiResult<Json<Value>> {
+    app.login_throttle.attempt(&body.email, client)?;
     let user = app
         .users
         .authenticate(&body.email, &body.password)

@@ -4,14 +4,16 @@
 
 pub mod process;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use cloakroom::stores::memory::MemoryStore;
 use cloakroom::{Clock as _, Key, Record, SessionHash, Store, SystemClock};
-use cloakroom_demo::{Config, PasswordCost};
+use cloakroom_demo::{Config, LoginLimits, PasswordCost};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
@@ -32,6 +34,7 @@ pub fn demo_router(store: Arc<dyn Store>) -> Router {
         key: Key::from_secret(&[7; 32]).unwrap(),
         secure_cookies: true,
         password_cost: PasswordCost::Fast,
+        login_limits: LoginLimits::default(),
     })
     .unwrap()
 }
@@ -78,10 +81,23 @@ impl Reply {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
+    /// The session cookie's Set-Cookie, if any.
     pub fn set_cookie(&self) -> Option<&str> {
-        let all: Vec<_> = self.headers.get_all(header::SET_COOKIE).iter().collect();
-        assert!(all.len() <= 1, "more than one Set-Cookie: {all:?}");
-        all.first().map(|v| v.to_str().unwrap())
+        let all: Vec<_> = self.set_cookies().filter(|c| !is_csrf_cookie(c)).collect();
+        assert!(all.len() <= 1, "more than one session Set-Cookie: {all:?}");
+        all.first().copied()
+    }
+
+    /// The visitors' CSRF cookie's Set-Cookie, if any.
+    pub fn set_csrf_cookie(&self) -> Option<&str> {
+        self.set_cookies().find(|c| is_csrf_cookie(c))
+    }
+
+    fn set_cookies(&self) -> impl Iterator<Item = &str> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
     }
 
     pub fn location(&self) -> Option<&str> {
@@ -127,13 +143,21 @@ impl Reply {
     }
 }
 
-/// A browser stand-in that keeps the session cookie.
+fn is_csrf_cookie(set_cookie: &str) -> bool {
+    set_cookie.starts_with("__Host-csrf=") || set_cookie.starts_with("csrf=")
+}
+
+/// A browser stand-in that keeps the session cookie and the visitors' CSRF cookie.
 #[derive(Clone)]
 pub struct Client {
     router: Router,
     /// `name=value` of the session cookie, as the browser would send it.
     pub cookie: Option<String>,
+    /// `name=value` of the CSRF cookie that anonymous forms are checked against.
+    pub csrf_cookie: Option<String>,
     pub user_agent: String,
+    /// The TCP peer the server sees, as `axum::serve` with connect info records it.
+    pub peer: Option<SocketAddr>,
 }
 
 impl Client {
@@ -142,7 +166,9 @@ impl Client {
         Self {
             router,
             cookie: None,
+            csrf_cookie: None,
             user_agent: "TestBrowser/1.0".into(),
+            peer: None,
         }
     }
 
@@ -157,13 +183,21 @@ impl Client {
             .method(method)
             .uri(path)
             .header(header::USER_AGENT, &self.user_agent);
-        if let Some(cookie) = &self.cookie {
-            request = request.header(header::COOKIE, cookie);
+        let cookies: Vec<&str> = [&self.cookie, &self.csrf_cookie]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        if !cookies.is_empty() {
+            request = request.header(header::COOKIE, cookies.join("; "));
         }
         if let Some(content_type) = content_type {
             request = request.header(header::CONTENT_TYPE, content_type);
         }
-        let request = request.body(Body::from(body.into())).unwrap();
+        let mut request = request.body(Body::from(body.into())).unwrap();
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(ConnectInfo(peer));
+        }
         let response = self.router.clone().oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
         let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
@@ -172,6 +206,9 @@ impl Client {
             headers: parts.headers,
             body: String::from_utf8(bytes.to_vec()).unwrap(),
         };
+        if let Some(set) = reply.set_csrf_cookie() {
+            self.csrf_cookie = Some(set.split(';').next().unwrap().trim().to_owned());
+        }
         if let Some(set) = reply.set_cookie() {
             let pair = set.split(';').next().unwrap().trim();
             self.cookie = if pair.ends_with('=') || set.contains("Max-Age=0") {
@@ -232,6 +269,11 @@ impl Client {
 
     pub async fn api_get(&mut self, path: &str) -> Reply {
         self.send(Method::GET, path, None, "").await
+    }
+
+    /// Whether `/api/session` says this browser is logged in.
+    pub async fn is_logged_in(&mut self) -> bool {
+        self.api_get("/api/session").await.json()["logged_in"] == true
     }
 
     pub async fn api_login(&mut self, (email, password): (&str, &str)) -> Reply {
