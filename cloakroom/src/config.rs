@@ -1,25 +1,29 @@
-//! Building a [`SessionLayer`]: keys, cookie attributes, timeouts.
+//! Configuring a [`SessionLayer`](crate::SessionLayer): keys, cookie attributes, timeouts, and
+//! the expiry rules the layer applies with them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 
 use crate::cookie::{CookieConfig, SameSite};
 use crate::error::Error;
 use crate::key::{Key, KeyRing};
-use crate::layer::{SessionLayer, Shared};
+use crate::record::Record;
+use crate::session::Stored;
 use crate::store::Store;
-use crate::time::{Clock, SystemClock};
+use crate::time::{Clock, SystemClock, Timestamp};
 
-/// Idle timeout unless configured: the seeds' `SESSION_TIMEOUT_MINUTES = 30`.
+/// Idle timeout unless configured: 30 minutes.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Absolute lifetime unless configured.
 pub const DEFAULT_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// Default cap on a session's serialized data.
 pub const DEFAULT_MAX_DATA_BYTES: usize = 64 * 1024;
 
-/// Configures a [`SessionLayer`]; made by [`SessionLayer::builder`].
+/// Configures a [`SessionLayer`](crate::SessionLayer); made by
+/// [`SessionLayer::builder`](crate::SessionLayer::builder), finished by
+/// [`build`](SessionLayerBuilder::build).
 ///
 /// ```
 /// use std::time::Duration;
@@ -168,8 +172,8 @@ impl SessionLayerBuilder {
         self
     }
 
-    /// Checks the configuration and builds the layer.
-    pub fn build(self) -> Result<SessionLayer, Error> {
+    /// Checks the configuration and resolves its defaults.
+    pub(crate) fn finish(self) -> Result<Settings, Error> {
         self.cookie.validate()?;
         if self.idle_timeout.is_zero() || self.absolute_timeout.is_zero() {
             return Err(Error::Config("timeouts must be longer than zero".into()));
@@ -202,7 +206,7 @@ impl SessionLayerBuilder {
         let touch_interval = self
             .touch_interval
             .unwrap_or_else(|| (self.idle_timeout / 10).min(Duration::from_secs(60)));
-        Ok(SessionLayer::from_shared(Shared {
+        Ok(Settings {
             store: self.store,
             keys,
             cookie: self.cookie,
@@ -214,6 +218,63 @@ impl SessionLayerBuilder {
             save_on_server_error: self.save_on_server_error,
             max_data_bytes: self.max_data_bytes,
             sealed,
-        }))
+        })
+    }
+}
+
+/// A checked configuration: what every request of one layer is handled with.
+pub(crate) struct Settings {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) keys: KeyRing,
+    pub(crate) cookie: CookieConfig,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) absolute_timeout: Duration,
+    pub(crate) touch_interval: Duration,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) error_status: StatusCode,
+    pub(crate) save_on_server_error: bool,
+    pub(crate) max_data_bytes: usize,
+    /// Sessions live in the cookie (sealed) rather than on the server.
+    pub(crate) sealed: bool,
+}
+
+impl Settings {
+    /// The store as a trait object. Calling through `Arc<dyn Store>` directly would pick the
+    /// forwarding impl for `Arc<S>` and box every store future twice.
+    pub(crate) fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// Both deadlines, checked by the server whatever the store or the browser kept.
+    pub(crate) fn is_live(&self, record: &Record, now: Timestamp) -> bool {
+        record.is_live(now) && now < record.created_at.saturating_add(self.absolute_timeout)
+    }
+
+    /// The expiry of a session created now.
+    pub(crate) fn first_deadline(&self, now: Timestamp) -> Timestamp {
+        now.saturating_add(self.idle_timeout.min(self.absolute_timeout))
+    }
+
+    /// The extended idle deadline, when extending is due: it would move by at least the touch
+    /// interval, and never past the absolute deadline.
+    pub(crate) fn extended_deadline(&self, stored: &Stored, now: Timestamp) -> Option<Timestamp> {
+        let deadline = now
+            .saturating_add(self.idle_timeout)
+            .min(stored.created_at.saturating_add(self.absolute_timeout));
+        (deadline > stored.expires_at && stored.expires_at.until(deadline) >= self.touch_interval)
+            .then_some(deadline)
+    }
+
+    /// The `Set-Cookie` value for a cookie holding `value`: a browser-session cookie, or a
+    /// persistent one that lasts until `expires_at`.
+    pub(crate) fn cookie_for(
+        &self,
+        value: &str,
+        persistent: bool,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> HeaderValue {
+        self.cookie
+            .set_cookie(value, persistent.then(|| now.until(expires_at)))
     }
 }
