@@ -1,4 +1,4 @@
-//! The application: its state, and the router with the session layer around it.
+//! The application: the router with the session layer and the app-wide middleware around it.
 
 use std::sync::Arc;
 
@@ -8,15 +8,16 @@ use axum::extract::Request;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
-use axum::response::{IntoResponse, Response};
-use cloakroom::{Key, Session, SessionLayer, Store};
+use axum::response::Response;
+use cloakroom::{Key, SessionLayer, Store};
 
 use crate::api;
 use crate::csrf;
 use crate::error::{Error, json_error};
 use crate::routes;
+use crate::state::App;
 use crate::throttle::{LoginLimits, LoginThrottle};
-use crate::users::{PasswordCost, User, Users};
+use crate::users::{PasswordCost, Users};
 use crate::views;
 
 /// What the app is built from.
@@ -39,28 +40,6 @@ pub struct Config {
 /// the plain generic name is used.
 pub fn session_cookie_name(secure_cookies: bool) -> &'static str {
     if secure_cookies { "__Host-id" } else { "id" }
-}
-
-/// What every handler can reach.
-pub struct App {
-    pub users: Users,
-    pub login_throttle: LoginThrottle,
-    /// The same store the session layer uses, for "your devices" and the admin page.
-    pub store: Arc<dyn Store>,
-}
-
-/// The router's state.
-pub type AppState = Arc<App>;
-
-impl App {
-    /// The logged-in user, if the session is bound to one this app knows.
-    ///
-    /// A session whose user is unknown here (registered on another instance, or before a
-    /// restart: users live in memory) counts as logged out.
-    pub fn current_user(&self, session: &Session) -> Option<User> {
-        let id = session.user()?.parse().ok()?;
-        self.users.get(id)
-    }
 }
 
 /// The whole app: pages, the JSON API, the session layer and the app-wide middleware.
@@ -150,14 +129,4 @@ async fn plain_text(headers: &HeaderMap, body: Body) -> Option<String> {
     let text = String::from_utf8(bytes.to_vec()).ok()?;
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_owned())
-}
-
-/// For unknown paths.
-pub async fn not_found(request: Request) -> Response {
-    let error = Error::NotFound(format!("there is nothing at {}", request.uri().path()));
-    if request.uri().path().starts_with(api::PREFIX) {
-        crate::error::ApiError(error).into_response()
-    } else {
-        crate::error::PageError(error).into_response()
-    }
 }

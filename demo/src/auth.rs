@@ -4,10 +4,9 @@
 use axum::http::{HeaderMap, Uri, header::USER_AGENT};
 use cloakroom::Session;
 
-use crate::app::App;
 use crate::csrf;
 use crate::error::Error;
-use crate::routes::{cart, preferences};
+use crate::state::App;
 use crate::users::User;
 
 /// Where to go after logging in, set when a protected page sent the visitor to the login page.
@@ -23,11 +22,6 @@ const MAX_USER_AGENT_CHARS: usize = 256;
 /// fill it, and every later write, logging in included, would fail with 413.
 pub const MAX_REDIRECT_CHARS: usize = 512;
 
-/// Keys an anonymous visitor's session carries into the account at login: what they chose
-/// before logging in. Nothing else survives a login (a form half-filled by someone else at this
-/// computer, a previous user's data).
-const KEPT_AT_LOGIN: [&str; 2] = [cart::KEY, preferences::KEY];
-
 /// Binds the session to `user`, the way a login must:
 ///
 /// - a new ticket and the user binding ([`Session::log_in`]): a ticket planted before login is
@@ -35,14 +29,17 @@ const KEPT_AT_LOGIN: [&str; 2] = [cart::KEY, preferences::KEY];
 /// - a new CSRF token, so forms shown before login stop working;
 /// - the browser's name, for the devices page.
 ///
-/// An anonymous visitor's cart and preferences carry over.
+/// An anonymous visitor's session keeps only the keys in `keep` (what they chose before
+/// logging in); nothing else survives a login (a form half-filled by someone else at this
+/// computer, a previous user's data).
 pub fn log_in(
     session: &Session,
     user: &User,
     headers: &HeaderMap,
     remember: bool,
+    keep: &[&str],
 ) -> Result<(), Error> {
-    session.log_in(user.id.to_string(), &KEPT_AT_LOGIN);
+    session.log_in(user.id.to_string(), keep);
     session.set_persistent(remember);
     let agent: String = headers
         .get(USER_AGENT)

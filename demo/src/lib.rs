@@ -16,6 +16,7 @@ pub mod error;
 pub mod options;
 pub mod routes;
 pub mod server;
+pub mod state;
 pub mod throttle;
 pub mod users;
 pub mod views;

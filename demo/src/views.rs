@@ -8,10 +8,10 @@ use axum::response::{Html, IntoResponse, Response};
 use cloakroom::Session;
 use minijinja::{Environment, Value, context};
 
-use crate::app::App;
 use crate::catalogue;
 use crate::error::Error;
 use crate::routes::{cart, preferences};
+use crate::state::App;
 
 /// Every template, by name. `layout.html` is the frame the others extend.
 const TEMPLATES: &[(&str, &str)] = &[

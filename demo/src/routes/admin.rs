@@ -8,9 +8,9 @@ use cloakroom::{Clock as _, Session, SystemClock};
 use minijinja::context;
 use serde::Serialize;
 
-use crate::app::AppState;
 use crate::auth;
 use crate::error::{Error, PageResult};
+use crate::state::AppState;
 use crate::views;
 
 pub fn routes() -> Router<AppState> {

@@ -10,10 +10,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::JsonBody;
-use crate::app::AppState;
 use crate::catalogue::{self, Product, ProductId};
 use crate::csrf::{self, CsrfForm, NoFields};
 use crate::error::{ApiResult, Error, PageResult};
+use crate::state::AppState;
 use crate::views;
 
 /// The session key.

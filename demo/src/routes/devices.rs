@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::api::JsonBody;
-use crate::app::{App, AppState};
 use crate::auth::{self, USER_AGENT_KEY};
 use crate::csrf::CsrfForm;
 use crate::error::{ApiError, ApiResult, Error, PageResult};
+use crate::state::{App, AppState};
 use crate::throttle::ClientAddr;
 use crate::users::User;
 use crate::views;

@@ -8,9 +8,9 @@ use cloakroom::{Flash, Session};
 use minijinja::context;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::error::{ApiResult, PageResult};
 use crate::routes::preferences;
+use crate::state::AppState;
 use crate::views;
 
 pub fn routes() -> Router<AppState> {

@@ -11,11 +11,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::api::JsonBody;
-use crate::app::AppState;
 use crate::auth;
 use crate::csrf::{self, CsrfForm, NoFields};
 use crate::error::{ApiResult, Error, PageError, PageResult};
-use crate::routes::{cart, preferences};
+use crate::routes::{self, cart, preferences};
+use crate::state::AppState;
 use crate::throttle::ClientAddr;
 use crate::views;
 
@@ -64,7 +64,13 @@ async fn login(
     };
     // Read before logging in: the login starts the session over.
     let landing = auth::landing_page(&session);
-    auth::log_in(&session, &user, &headers, form.remember.is_some())?;
+    auth::log_in(
+        &session,
+        &user,
+        &headers,
+        form.remember.is_some(),
+        &routes::KEPT_AT_LOGIN,
+    )?;
     session.flash("success", format!("Welcome back, {}!", user.name))?;
     Ok(Redirect::to(&landing).into_response())
 }
@@ -118,7 +124,13 @@ async fn api_login(
         .authenticate(&body.email, &body.password)
         .await?
         .ok_or(Error::InvalidCredentials)?;
-    auth::log_in(&session, &user, &headers, body.remember)?;
+    auth::log_in(
+        &session,
+        &user,
+        &headers,
+        body.remember,
+        &routes::KEPT_AT_LOGIN,
+    )?;
     session.flash("success", format!("Welcome back, {}!", user.name))?;
     Ok(Json(json!({ "message": "Login successful", "user": user })))
 }

@@ -11,11 +11,14 @@
 //! | [`devices`] | `GET /devices`, `POST /devices/{id}/revoke`, `/devices/revoke-others` | `GET /api/devices`, `DELETE /api/devices/{id}`, `POST /api/devices/revoke-others` |
 
 use axum::Router;
+use axum::extract::Request;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::app::{AppState, not_found};
+use crate::api;
+use crate::error::{ApiError, Error, PageError};
+use crate::state::AppState;
 use crate::views::STYLESHEET;
 
 pub mod admin;
@@ -27,6 +30,10 @@ pub mod preferences;
 pub mod register;
 
 /// Every route.
+/// What an anonymous visitor's session carries into the account at login: the cart and the
+/// preferences chosen before logging in.
+pub const KEPT_AT_LOGIN: [&str; 2] = [cart::KEY, preferences::KEY];
+
 pub fn all() -> Router<AppState> {
     Router::new()
         .merge(home::routes())
@@ -48,4 +55,14 @@ async fn stylesheet() -> impl IntoResponse {
         ],
         STYLESHEET,
     )
+}
+
+/// For unknown paths.
+async fn not_found(request: Request) -> Response {
+    let error = Error::NotFound(format!("there is nothing at {}", request.uri().path()));
+    if request.uri().path().starts_with(api::PREFIX) {
+        ApiError(error).into_response()
+    } else {
+        PageError(error).into_response()
+    }
 }

@@ -10,9 +10,9 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 
 use crate::api::JsonBody;
-use crate::app::AppState;
 use crate::csrf::{self, CsrfForm};
 use crate::error::{ApiResult, Error, PageResult};
+use crate::state::AppState;
 use crate::views;
 
 /// The session key.

@@ -14,12 +14,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::api::JsonBody;
-use crate::app::{App, AppState};
-use crate::auth;
 use crate::csrf::{self, CsrfForm};
 use crate::error::{ApiResult, Error, PageResult};
+use crate::state::{App, AppState};
 use crate::users::{NewUser, User};
 use crate::views;
+use crate::{auth, routes};
 
 /// The session keys, as in the seeds.
 pub const STEP1_KEY: &str = "registration_step1";
@@ -152,7 +152,7 @@ async fn complete(
     let user = app.users.register(new, password).await?;
     session.remove(STEP1_KEY);
     session.remove(STEP2_KEY);
-    auth::log_in(session, &user, headers, false)?;
+    auth::log_in(session, &user, headers, false, &routes::KEPT_AT_LOGIN)?;
     session.flash(
         "success",
         format!("Welcome, {}! Your account is ready.", user.name),
