@@ -1,4 +1,4 @@
-//! Logging in and out, and guarding pages that need a user: the seeds' login/logout and
+//! Logging in and out, and guarding pages that need a user: the classic login/logout and
 //! "protected pages" examples.
 
 use axum::http::{HeaderMap, Uri, header::USER_AGENT};
@@ -83,8 +83,8 @@ fn is_local_path(path: &str) -> bool {
 }
 
 /// The logged-in user for a page; otherwise sends the visitor to log in, remembering `page`
-/// (a page shown with GET; `None` for form actions) to come back to after login: the seeds'
-/// `redirect_after_login`.
+/// (a page shown with GET; `None` for form actions) to come back to after login, the
+/// `redirect_after_login` of many Python apps.
 pub fn require_user(app: &App, session: &Session, page: Option<&Uri>) -> Result<User, Error> {
     if let Some(user) = app.current_user(session) {
         return Ok(user);

@@ -167,7 +167,7 @@ async fn the_cart() {
     assert_eq!(body["count"], 1);
     assert_eq!(body["cart"][0]["name"], "Umbrella");
     assert_eq!(body["total_cents"], 2400);
-    // Adding twice keeps one, as in the seeds.
+    // Adding twice keeps one.
     client
         .api(Method::POST, "/api/cart", Some(json!({"product_id": 2})))
         .await;

@@ -1,4 +1,4 @@
-//! The shopping cart: product ids in the session under `cart`, as in the seeds.
+//! The shopping cart: product ids in the session under `cart`.
 
 use axum::extract::{Path, State};
 use axum::response::Redirect;

@@ -34,7 +34,7 @@ async fn home(State(app): State<AppState>, session: Session) -> PageResult {
     Ok(views::page(&app, &session, "home.html", ctx)?)
 }
 
-/// `{"logged_in": bool, "user": {...} | null}`, as the seeds' `check_session`.
+/// `{"logged_in": bool, "user": {...} | null}`, like a Flask app's `check_session`.
 async fn api_session(State(app): State<AppState>, session: Session) -> ApiResult<Json<Value>> {
     let user = app.current_user(&session);
     Ok(Json(json!({ "logged_in": user.is_some(), "user": user })))

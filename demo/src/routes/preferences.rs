@@ -1,5 +1,5 @@
 //! User preferences (theme, language, notifications), kept in the session for visitors and
-//! users alike. Defaults as in the seeds: light, Korean, notifications on.
+//! users alike. Defaults: light, Korean, notifications on.
 
 use axum::extract::State;
 use axum::response::Redirect;

@@ -1,4 +1,4 @@
-//! The seeds' multi-step registration: each step is kept in the session until the last one
+//! A multi-step registration: each step is kept in the session until the last one
 //! creates the account and logs the new user in.
 //!
 //! The password is asked for only on the last step and never stored in the session.
@@ -21,7 +21,7 @@ use crate::users::{NewUser, User};
 use crate::views;
 use crate::{auth, routes};
 
-/// The session keys, as in the seeds.
+/// The session keys the steps are kept under.
 pub const STEP1_KEY: &str = "registration_step1";
 pub const STEP2_KEY: &str = "registration_step2";
 
