@@ -320,7 +320,7 @@ async fn bad_urls_say_what_exists() {
 
     run(&["--store", "cookie://", "list", "--user", "a"], &[])
         .await
-        .fails(2, "not supported by the cookie store");
+        .fails(2, "cookie:// names no store");
 }
 
 #[tokio::test]

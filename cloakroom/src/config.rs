@@ -12,6 +12,7 @@ use crate::key::{Key, KeyRing};
 use crate::record::Record;
 use crate::session::Stored;
 use crate::store::Store;
+use crate::stores::Backend;
 use crate::time::{Clock, SystemClock, Timestamp};
 
 /// Idle timeout unless configured: 30 minutes.
@@ -40,7 +41,7 @@ pub const DEFAULT_MAX_DATA_BYTES: usize = 64 * 1024;
 /// ```
 #[must_use]
 pub struct SessionLayerBuilder {
-    store: Arc<dyn Store>,
+    backend: Backend,
     keys: Option<KeyRing>,
     cookie: CookieConfig,
     idle_timeout: Duration,
@@ -53,9 +54,9 @@ pub struct SessionLayerBuilder {
 }
 
 impl SessionLayerBuilder {
-    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(backend: Backend) -> Self {
         Self {
-            store,
+            backend,
             keys: None,
             cookie: CookieConfig::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -196,18 +197,16 @@ impl SessionLayerBuilder {
                 KeyRing::new(Key::generate()?)
             }
         };
-        let sealed = self.store.keeps_state_in_cookie();
-        if sealed && !cfg!(feature = "cookie") {
-            return Err(Error::Config(format!(
-                "the {} store keeps sessions in the cookie, which needs cloakroom's \"cookie\" feature",
-                self.store.name()
-            )));
+        if matches!(self.backend, Backend::SealedCookie) && !cfg!(feature = "cookie") {
+            return Err(Error::Config(
+                "sealed-cookie sessions need cloakroom's \"cookie\" feature".into(),
+            ));
         }
         let touch_interval = self
             .touch_interval
             .unwrap_or_else(|| (self.idle_timeout / 10).min(Duration::from_secs(60)));
         Ok(Settings {
-            store: self.store,
+            backend: self.backend,
             keys,
             cookie: self.cookie,
             idle_timeout: self.idle_timeout,
@@ -217,14 +216,13 @@ impl SessionLayerBuilder {
             error_status: self.error_status,
             save_on_server_error: self.save_on_server_error,
             max_data_bytes: self.max_data_bytes,
-            sealed,
         })
     }
 }
 
 /// A checked configuration: what every request of one layer is handled with.
 pub(crate) struct Settings {
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) backend: Backend,
     pub(crate) keys: KeyRing,
     pub(crate) cookie: CookieConfig,
     pub(crate) idle_timeout: Duration,
@@ -234,15 +232,22 @@ pub(crate) struct Settings {
     pub(crate) error_status: StatusCode,
     pub(crate) save_on_server_error: bool,
     pub(crate) max_data_bytes: usize,
-    /// Sessions live in the cookie (sealed) rather than on the server.
-    pub(crate) sealed: bool,
 }
 
 impl Settings {
-    /// The store as a trait object. Calling through `Arc<dyn Store>` directly would pick the
-    /// forwarding impl for `Arc<S>` and box every store future twice.
-    pub(crate) fn store(&self) -> &dyn Store {
-        &*self.store
+    /// The server-side store, `None` for sealed cookies. A trait object, because calling
+    /// through `Arc<dyn Store>` directly would pick the forwarding impl for `Arc<S>` and box
+    /// every store future twice.
+    pub(crate) fn store(&self) -> Option<&dyn Store> {
+        match &self.backend {
+            Backend::Store(store) => Some(&**store),
+            Backend::SealedCookie => None,
+        }
+    }
+
+    /// The backend's name for logs: the store's, or `"sealed cookie"`.
+    pub(crate) fn backend_name(&self) -> &'static str {
+        self.store().map_or("sealed cookie", Store::name)
     }
 
     /// Both deadlines, checked by the server whatever the store or the browser kept.

@@ -7,8 +7,10 @@ use http::header::{COOKIE, HeaderMap, HeaderValue};
 
 use crate::error::Error;
 
-/// Cookies longer than this are not even looked at: a real session cookie is under 100 bytes.
-pub(crate) const MAX_COOKIE_VALUE: usize = 4096;
+/// What browsers keep of one cookie (name, value and attributes): a longer one is dropped, so
+/// the layer never sends one, and never looks at a longer incoming value (a signed ticket is
+/// under 100 bytes; a sealed session fits within this by construction).
+pub(crate) const BROWSER_COOKIE_LIMIT: usize = 4096;
 
 /// The `SameSite` attribute of the session cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -187,7 +189,7 @@ impl<'a> Incoming<'a> {
     /// The values worth verifying: oversized ones are skipped.
     pub(crate) fn values(self) -> impl Iterator<Item = &'a str> {
         self.sent()
-            .filter(|value| value.len() <= MAX_COOKIE_VALUE)
+            .filter(|value| value.len() <= BROWSER_COOKIE_LIMIT)
             .map(|value| value.trim().trim_matches('"'))
     }
 }
@@ -278,7 +280,7 @@ mod tests {
         assert!(incoming.present());
 
         let mut huge = HeaderMap::new();
-        let value = format!("id={}", "x".repeat(MAX_COOKIE_VALUE + 1));
+        let value = format!("id={}", "x".repeat(BROWSER_COOKIE_LIMIT + 1));
         huge.append(COOKIE, HeaderValue::try_from(value).unwrap());
         let incoming = config.incoming(&huge);
         assert_eq!(incoming.values().count(), 0);

@@ -62,8 +62,7 @@ pub use purge::{
 pub use record::{Data, Patch, Record};
 pub use session::{Flash, Session};
 pub use store::{Percentiles, Store, StoreStats};
-#[cfg(feature = "cookie")]
-pub use stores::cookie::CookieStore;
+pub use stores::Backend;
 #[cfg(feature = "file")]
 pub use stores::file::FileStore;
 #[cfg(feature = "memory")]

@@ -31,7 +31,7 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);
 /// purger logs a warning and tries again after a backoff that doubles on each consecutive failure
 /// (from [`DEFAULT_INITIAL_BACKOFF`] up to [`DEFAULT_MAX_BACKOFF`]); the first success resets it.
 /// It stops only when told to ([`PurgeHandle::shutdown`], or dropping the handle), or when the
-/// store cannot purge at all ([`StoreError::Unsupported`], e.g. the sealed-cookie store).
+/// store cannot purge at all ([`StoreError::Unsupported`]).
 ///
 /// Stores with native expiry (Redis) or bounded memory need no purger; running one is harmless.
 ///
@@ -76,10 +76,11 @@ impl std::fmt::Debug for Purger {
 
 impl Purger {
     /// A purger over `store` with the default schedule. Pass the same store as the layer's,
-    /// e.g. `Arc::clone(layer.store())`.
+    /// e.g. `Arc::clone(layer.store().expect("a server-side store"))`; an `Arc<dyn Store>` is
+    /// used as it is, not wrapped again.
     pub fn new(store: impl Store) -> Self {
         Self {
-            store: Arc::new(store),
+            store: crate::store::shared(store),
             clock: Arc::new(SystemClock),
             interval: DEFAULT_PURGE_INTERVAL,
             batch: DEFAULT_PURGE_BATCH,

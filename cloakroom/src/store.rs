@@ -1,5 +1,6 @@
 //! The store contract: what every session store promises.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -36,13 +37,6 @@ use crate::time::Timestamp;
 pub trait Store: Send + Sync + 'static {
     /// A short name for logs and errors, e.g. `"memory"` or `"postgres"`.
     fn name(&self) -> &'static str;
-
-    /// Whether sessions live in the cookie itself instead of on the server (the sealed-cookie
-    /// store). The layer then seals the whole session into the cookie and calls none of the
-    /// other methods.
-    fn keeps_state_in_cookie(&self) -> bool {
-        false
-    }
 
     /// Stores a new record. Fails with [`StoreError::Collision`] if `hash` is taken (even by an
     /// expired record that has not been purged yet, unless the store can replace it atomically).
@@ -163,15 +157,21 @@ impl Percentiles {
     }
 }
 
+/// `store` behind one `Arc<dyn Store>`. Wrapping an `Arc<dyn Store>` in another `Arc` would send
+/// every call through the forwarding impl, which boxes each future a second time.
+pub(crate) fn shared<S: Store>(store: S) -> Arc<dyn Store> {
+    match (&store as &dyn Any).downcast_ref::<Arc<dyn Store>>() {
+        Some(shared) => Arc::clone(shared),
+        None => Arc::new(store),
+    }
+}
+
 macro_rules! forward_store {
     ($($ty:ty),*) => {$(
         #[async_trait]
         impl<S: Store + ?Sized> Store for $ty {
             fn name(&self) -> &'static str {
                 (**self).name()
-            }
-            fn keeps_state_in_cookie(&self) -> bool {
-                (**self).keeps_state_in_cookie()
             }
             async fn create(&self, hash: &SessionHash, record: &Record) -> Result<(), StoreError> {
                 (**self).create(hash, record).await

@@ -9,7 +9,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::Response;
-use cloakroom::{Key, SessionLayer, Store};
+use cloakroom::{Backend, Key, SessionLayer};
 
 use crate::api;
 use crate::csrf;
@@ -22,8 +22,8 @@ use crate::views;
 
 /// What the app is built from.
 pub struct Config {
-    /// Where sessions live (any store; see `cloakroom::stores::connect`).
-    pub store: Arc<dyn Store>,
+    /// Where sessions live: any store, or sealed cookies (see `cloakroom::stores::open`).
+    pub backend: Backend,
     /// The key that signs session cookies.
     pub key: Key,
     /// Send cookies with `Secure` (browsers still accept them on `http://localhost`).
@@ -48,9 +48,12 @@ pub fn router(config: Config) -> Result<Router, Error> {
     let app = Arc::new(App {
         users: Users::with_demo_users(config.password_cost)?,
         login_throttle: LoginThrottle::new(config.login_limits)?,
-        store: Arc::clone(&config.store),
+        store: match &config.backend {
+            Backend::Store(store) => Some(Arc::clone(store)),
+            Backend::SealedCookie => None,
+        },
     });
-    let sessions = SessionLayer::builder(config.store)
+    let sessions = SessionLayer::builder_for(config.backend)
         .key(config.key)
         .secure(config.secure_cookies)
         .cookie_name(session_cookie_name(config.secure_cookies))

@@ -46,6 +46,12 @@ pub enum Error {
     /// The body must be sent with this content type.
     #[error("send the request body with Content-Type: {0}")]
     UnsupportedMediaType(&'static str),
+    /// Sessions are sealed in cookies: the server keeps none to list, count or end.
+    #[error(
+        "sessions live sealed in each browser's cookie here, so the server keeps none to list, \
+         count or log out"
+    )]
+    NoServerSessions,
     /// The session API refused (value too large, store failure).
     #[error(transparent)]
     Session(#[from] cloakroom::Error),
@@ -71,6 +77,7 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::NoServerSessions => StatusCode::NOT_IMPLEMENTED,
             Error::Rejected { status, .. } => *status,
             Error::Session(cloakroom::Error::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Session(cloakroom::Error::Store(e)) | Error::Store(e) => store_status(e),
@@ -103,11 +110,12 @@ impl Error {
         }
     }
 
-    /// Whether the store keeps no server-side state for this (sealed-cookie sessions).
+    /// Whether this cannot be done where sessions live (sealed cookies keep none on the server).
     pub fn is_unsupported(&self) -> bool {
         matches!(
             self,
-            Error::Store(StoreError::Unsupported { .. })
+            Error::NoServerSessions
+                | Error::Store(StoreError::Unsupported { .. })
                 | Error::Session(cloakroom::Error::Store(StoreError::Unsupported { .. }))
         )
     }

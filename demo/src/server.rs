@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloakroom::{Purger, StoreError};
+use cloakroom::{Backend, Purger, StoreError};
 use tokio::net::TcpListener;
 
 use crate::app::{Config, router};
@@ -50,13 +50,23 @@ pub async fn run(options: Options) -> Result<(), ServerError> {
         url: redacted.clone(),
         source,
     };
-    let store = cloakroom::stores::connect(&options.store)
+    let backend = cloakroom::stores::open(&options.store)
         .await
         .map_err(store_error)?;
-    store.migrate().await.map_err(store_error)?;
+    if let Backend::Store(store) = &backend {
+        store.migrate().await.map_err(store_error)?;
+    }
+    let kind = match &backend {
+        Backend::Store(store) => format!("{} store", store.name()),
+        Backend::SealedCookie => "sealed in each browser's cookie".to_owned(),
+    };
+    let store = match &backend {
+        Backend::Store(store) => Some(Arc::clone(store)),
+        Backend::SealedCookie => None,
+    };
     let (key, key_source) = options::key(options.secret.as_deref(), &options.store)?;
     let app = router(Config {
-        store: Arc::clone(&store),
+        backend,
         key,
         secure_cookies: !options.insecure_cookies,
         password_cost: PasswordCost::Standard,
@@ -64,7 +74,7 @@ pub async fn run(options: Options) -> Result<(), ServerError> {
     })?;
 
     println!("cloakroom demo running at {}", url(addr));
-    println!("  sessions:   {redacted} ({} store)", store.name());
+    println!("  sessions:   {redacted} ({kind})");
     println!("  cookie key: {}", describe(&key_source));
     println!("  log in as:  alice@example.com / wonderland (admin), bob@example.com / builder");
     if !options.insecure_cookies && !addr.ip().is_loopback() {
@@ -74,15 +84,17 @@ pub async fn run(options: Options) -> Result<(), ServerError> {
         );
     }
 
-    // Stores with native expiry (Redis) or no server state (cookies) need no purging; the
-    // purger notices and stops by itself.
-    let purger = Purger::new(store).interval(PURGE_EVERY).spawn();
+    // Stores with native expiry (Redis) need no purging; the purger notices and stops by
+    // itself. Sealed cookies keep nothing to purge.
+    let purger = store.map(|store| Purger::new(store).interval(PURGE_EVERY).spawn());
     // The peer address is what login throttling counts per client.
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await;
-    purger.shutdown().await;
+    if let Some(purger) = purger {
+        purger.shutdown().await;
+    }
     served.map_err(ServerError::Serve)
 }
 

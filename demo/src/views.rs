@@ -86,7 +86,7 @@ pub fn page(app: &App, session: &Session, template: &str, ctx: Value) -> Result<
         cart_count => cart::load(session).len(),
         theme => prefs.theme,
         language => prefs.language,
-        store => app.store.name(),
+        store => app.store_name(),
     };
     let html = render_template(template, context! { ..ctx, ..base })?;
     Ok(Html(html).into_response())

@@ -605,8 +605,8 @@ async fn hostile_input_never_breaks_a_page() {
 
 #[tokio::test]
 async fn with_sealed_cookie_sessions_devices_and_counts_say_why_they_are_missing() {
-    let store = cloakroom::stores::connect("cookie://").await.unwrap();
-    let mut browser = Client::new(support::demo_router(store));
+    let backend = cloakroom::stores::open("cookie://").await.unwrap();
+    let mut browser = Client::new(support::demo_router_for(backend));
     browser.login(ALICE).await.assert_redirect("/dashboard");
     browser
         .submit("/cart", "/cart/add", &[("product_id", "1")])
@@ -627,7 +627,7 @@ async fn with_sealed_cookie_sessions_devices_and_counts_say_why_they_are_missing
         api.json()["error"]
             .as_str()
             .unwrap()
-            .contains("cookie store")
+            .contains("sealed in each browser's cookie")
     );
 
     browser.logout().await.assert_redirect("/");

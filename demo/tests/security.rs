@@ -58,7 +58,7 @@ async fn the_session_cookie_has_the_host_prefix() {
 
     // Browsers drop a __Host- cookie without Secure: plain HTTP gets the plain name.
     let insecure = Config {
-        store: Arc::new(MemoryStore::default()),
+        backend: cloakroom::Backend::Store(Arc::new(MemoryStore::default())),
         key: Key::from_secret(&[7; 32]).unwrap(),
         secure_cookies: false,
         password_cost: PasswordCost::Fast,

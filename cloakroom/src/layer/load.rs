@@ -7,12 +7,12 @@ use http::{HeaderMap, StatusCode};
 use tokio::sync::OnceCell;
 use tracing::Instrument as _;
 
-use super::sealed;
 use crate::config::Settings;
 use crate::cookie::Incoming;
 use crate::error::StoreError;
 use crate::observe::{self, Event, timed};
 use crate::session::{Id, Session, Stored};
+use crate::time::Timestamp;
 
 /// The session of the current request, loaded on first use.
 ///
@@ -89,9 +89,9 @@ impl Lazy {
         let settings = &self.settings;
         let max = settings.max_data_bytes;
         let now = settings.clock.now();
-        if settings.sealed {
-            return Ok(sealed::open(settings, cookies, now).unwrap_or_else(|| Session::new(max)));
-        }
+        let Some(store) = settings.store() else {
+            return Ok(sealed_session(settings, cookies, now).unwrap_or_else(|| Session::new(max)));
+        };
         let Some(verified) = cookies
             .values()
             .find_map(|value| settings.keys.verify(&settings.cookie.name, value))
@@ -100,10 +100,7 @@ impl Lazy {
         };
         let hash = verified.ticket.hash();
         let span = tracing::debug_span!("cloakroom.load", session = %hash.prefix());
-        match timed("load", settings.store().load(&hash, now))
-            .instrument(span)
-            .await
-        {
+        match timed("load", store.load(&hash, now)).instrument(span).await {
             Ok(Some(record)) if settings.is_live(&record, now) => {
                 observe::count(Event::Loaded);
                 let stored = Stored {
@@ -122,12 +119,12 @@ impl Lazy {
             // new ticket (so the bad record is never overwritten), instead of getting an error on
             // every request until someone deletes it.
             Err(error @ StoreError::Corrupt { .. }) => {
-                tracing::warn!(%error, session = %hash.prefix(), store = settings.store.name(),
+                tracing::warn!(%error, session = %hash.prefix(), store = store.name(),
                     "cloakroom: stored session cannot be decoded; starting a new one");
                 Ok(Session::new(max))
             }
             Err(error) => {
-                tracing::error!(%error, session = %hash.prefix(), store = settings.store.name(),
+                tracing::error!(%error, session = %hash.prefix(), store = store.name(),
                     "cloakroom: loading the session failed");
                 Err(LoadError {
                     status: settings.error_status,
@@ -136,4 +133,15 @@ impl Lazy {
             }
         }
     }
+}
+
+#[cfg(feature = "cookie")]
+fn sealed_session(settings: &Settings, cookies: Incoming<'_>, now: Timestamp) -> Option<Session> {
+    super::sealed::open(settings, cookies, now)
+}
+
+/// Without the feature no layer is built in sealed mode (the builder refuses).
+#[cfg(not(feature = "cookie"))]
+fn sealed_session(_: &Settings, _: Incoming<'_>, _: Timestamp) -> Option<Session> {
+    None
 }

@@ -3,15 +3,15 @@
 //! - this module: the layer, its service and response future (tower plumbing only);
 //! - [`load`]: reading and verifying the cookie, loading the session on first use;
 //! - [`save`]: deciding what the store must do after the handler, and doing it;
-//! - [`sealed`]: the sealed-cookie mode, where the session travels in the cookie;
+//! - `sealed`: the sealed-cookie mode, where the session travels in the cookie;
 //! - [`headers`]: the cookie and cache headers the layer adds.
 
 mod headers;
 mod load;
 mod save;
-mod sealed;
+#[cfg(feature = "cookie")]
+pub(crate) mod sealed;
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -25,7 +25,8 @@ use tower_service::Service;
 
 use crate::config::{SessionLayerBuilder, Settings};
 use crate::error::Error;
-use crate::store::Store;
+use crate::store::{self, Store};
+use crate::stores::Backend;
 
 use load::Lazy;
 pub use load::{LazySession, LoadError};
@@ -61,7 +62,7 @@ pub struct SessionLayer {
 impl fmt::Debug for SessionLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionLayer")
-            .field("store", &self.settings.store.name())
+            .field("backend", &self.settings.backend)
             .field("cookie", &self.settings.cookie)
             .field("idle_timeout", &self.settings.idle_timeout)
             .field("absolute_timeout", &self.settings.absolute_timeout)
@@ -87,23 +88,75 @@ impl SessionLayer {
     /// An `Arc<dyn Store>` (what [`stores::connect`](crate::stores::connect) returns) is used as
     /// it is, not wrapped again: every store call goes through one trait object.
     pub fn builder(store: impl Store) -> SessionLayerBuilder {
-        SessionLayerBuilder::new(into_shared_store(store))
+        SessionLayerBuilder::new(Backend::Store(store::shared(store)))
     }
 
-    /// The store, e.g. to list a user's sessions on a "your devices" page.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.settings.store
+    /// Starts configuring a layer that keeps no server state: each session is sealed
+    /// (encrypted) in its cookie.
+    ///
+    /// For apps that want no server state at all (Flask's default, Masonite's cookie driver):
+    ///
+    /// ```
+    /// use cloakroom::{Key, SessionLayer};
+    ///
+    /// let layer = SessionLayer::sealed()
+    ///     .key(Key::from_secret(b"a secret of at least thirty-two bytes!").unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(layer.store().is_none(), "nothing is kept on the server");
+    /// ```
+    ///
+    /// # What it does
+    ///
+    /// The session (data, flash messages, user, creation time, expiry) is serialized and sealed with
+    /// XChaCha20-Poly1305 under a sub-key of the layer's key ring: the first key seals, every key
+    /// opens, and a cookie sealed with an old key is re-sealed with the new one on the next response.
+    /// Each seal uses a fresh random 192-bit nonce, and the cookie name is bound in as associated
+    /// data. The idle and absolute deadlines are inside the sealed payload and checked when it is
+    /// opened, so a cookie replayed after expiry is refused even if the browser kept it.
+    ///
+    /// # What it cannot do
+    ///
+    /// - **Revocation.** The server keeps nothing, so it cannot end a session:
+    ///   [`Session::destroy`](crate::Session::destroy) and
+    ///   [`Session::cycle_id`](crate::Session::cycle_id) only replace the cookie in *this* browser.
+    ///   A copy of an earlier cookie stays valid until its own idle or absolute deadline. Keep the
+    ///   idle timeout short if that matters, or use a server-side store.
+    /// - **Listing, revoking, counting, purging.** There is no store to ask:
+    ///   [`SessionLayer::store`](crate::SessionLayer::store) is `None`.
+    /// - **Concurrent writes.** Every response carries the whole session, so when two requests of
+    ///   one visitor change it at the same time, the last response wins (server-side stores merge
+    ///   them).
+    /// - **Size.** Browsers keep cookies up to 4096 bytes (name, value and attributes). A session
+    ///   that would seal larger fails with [`Error::CookieTooLarge`]: the handler's response is
+    ///   replaced by a 500, no cookie is sent, and the browser keeps its previous one. Sealing adds
+    ///   41 bytes, and base64 a third, so about 2.9 KB of JSON fits.
+    #[cfg(feature = "cookie")]
+    pub fn sealed() -> SessionLayerBuilder {
+        SessionLayerBuilder::new(Backend::SealedCookie)
     }
-}
 
-/// `store` behind one `Arc<dyn Store>`. Wrapping an `Arc<dyn Store>` in another `Arc` would send
-/// every call through the forwarding impl, which boxes each future a second time.
-fn into_shared_store<S: Store>(store: S) -> Arc<dyn Store> {
-    let mut store = Some(store);
-    let erased: &mut dyn Any = &mut store;
-    match erased.downcast_mut::<Option<Arc<dyn Store>>>() {
-        Some(shared) => shared.take().expect("taken only here"),
-        None => Arc::new(store.take().expect("taken only here")),
+    /// Starts configuring a layer over `backend`, e.g. what [`stores::open`](crate::stores::open) made of a URL from
+    /// the app's configuration.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let url = std::env::var("SESSION_STORE").unwrap_or_else(|_| "memory://".into());
+    /// let layer = cloakroom::SessionLayer::builder_for(cloakroom::stores::open(&url).await?)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder_for(backend: Backend) -> SessionLayerBuilder {
+        SessionLayerBuilder::new(backend)
+    }
+
+    /// The store, e.g. to list a user's sessions on a "your devices" page; `None` for
+    /// [sealed-cookie](SessionLayer::sealed) sessions, which keep nothing on the server.
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        match &self.settings.backend {
+            Backend::Store(store) => Some(store),
+            Backend::SealedCookie => None,
+        }
     }
 }
 
@@ -236,10 +289,10 @@ mod tests {
     fn a_shared_store_is_used_as_it_is_not_wrapped_again() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
         let layer = SessionLayer::builder(Arc::clone(&store)).build().unwrap();
-        assert!(Arc::ptr_eq(layer.store(), &store));
+        assert!(Arc::ptr_eq(layer.store().unwrap(), &store));
         let layer = SessionLayer::builder(MemoryStore::default())
             .build()
             .unwrap();
-        assert_eq!(layer.store().name(), "memory");
+        assert_eq!(layer.store().unwrap().name(), "memory");
     }
 }

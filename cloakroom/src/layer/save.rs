@@ -6,7 +6,6 @@ use tracing::Instrument as _;
 
 use super::headers::{add_vary_cookie, error_response, set_cookie};
 use super::load::{LazySession, Loaded};
-use super::sealed;
 use crate::config::Settings;
 use crate::error::{Error, StoreError};
 use crate::observe::{self, Event, timed};
@@ -63,23 +62,24 @@ impl LazySession {
             return response;
         }
         let now = settings.clock.now();
-        let outcome = if settings.sealed {
-            sealed::seal(settings, &mut session.lock(), now, had_cookie)
-        } else {
-            let (to_do, destroyed) = {
-                let mut state = session.lock();
-                (
-                    plan(settings, &mut state, now, had_cookie),
-                    state.destroyed.take(),
-                )
-            };
-            persist(settings, to_do, destroyed.as_ref(), now).await
+        let outcome = match settings.store() {
+            None => seal(settings, &mut session.lock(), now, had_cookie),
+            Some(store) => {
+                let (to_do, destroyed) = {
+                    let mut state = session.lock();
+                    (
+                        plan(settings, &mut state, now, had_cookie),
+                        state.destroyed.take(),
+                    )
+                };
+                persist(settings, store, to_do, destroyed.as_ref(), now).await
+            }
         };
         match outcome {
             Ok(Some(cookie)) => set_cookie(&mut response, cookie),
             Ok(None) => {}
             Err(error) => {
-                tracing::error!(%error, store = settings.store.name(), "cloakroom: saving the session failed");
+                tracing::error!(%error, store = settings.backend_name(), "cloakroom: saving the session failed");
                 let status = match error {
                     Error::Store(_) => settings.error_status,
                     _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -162,11 +162,11 @@ fn plan(settings: &Settings, state: &mut State, now: Timestamp, had_cookie: bool
 /// Runs the store operations; returns the `Set-Cookie` value to send, if any.
 async fn persist(
     settings: &Settings,
+    store: &dyn Store,
     plan: Plan,
     destroyed: Option<&SessionHash>,
     now: Timestamp,
 ) -> Result<Option<HeaderValue>, Error> {
-    let store = settings.store();
     if let Some(hash) = destroyed {
         let span = tracing::debug_span!("cloakroom.destroy", session = %hash.prefix());
         timed("delete", store.delete(hash)).instrument(span).await?;
@@ -245,4 +245,20 @@ async fn create(store: &dyn Store, record: &Record) -> Result<Ticket, Error> {
             Err(error) => return Err(error.into()),
         }
     }
+}
+
+#[cfg(feature = "cookie")]
+fn seal(
+    settings: &Settings,
+    state: &mut State,
+    now: Timestamp,
+    had_cookie: bool,
+) -> Result<Option<HeaderValue>, Error> {
+    super::sealed::seal(settings, state, now, had_cookie)
+}
+
+/// Without the feature no layer is built in sealed mode (the builder refuses).
+#[cfg(not(feature = "cookie"))]
+fn seal(_: &Settings, _: &mut State, _: Timestamp, _: bool) -> Result<Option<HeaderValue>, Error> {
+    Ok(None)
 }

@@ -1,5 +1,6 @@
-//! The stores that ship with cloakroom, each in one file behind its cargo feature, and
-//! [`connect`], which picks one by URL.
+//! The stores that ship with cloakroom, each behind its cargo feature; [`connect`], which picks
+//! one by URL; and [`open`], which also accepts `cookie://`, for sessions sealed in the cookie
+//! instead of stored.
 //!
 //! | URL | feature | store |
 //! |---|---|---|
@@ -9,7 +10,7 @@
 //! | `postgres://user@host/db` | `postgres` | PostgreSQL |
 //! | `mysql://user@host/db` | `mysql` | MySQL / MariaDB |
 //! | `redis://host:6379` | `redis` | Redis |
-//! | `cookie://` | `cookie` | sealed cookies, nothing on the server |
+//! | `cookie://` (only with [`open`]) | `cookie` | no store: sessions sealed in the cookie |
 //!
 //! cloakroom's own options travel in the query string and are removed before the URL reaches the
 //! driver: `table=` (SQL stores), `prefix=` (Redis), `capacity=` (memory).
@@ -21,8 +22,6 @@ use crate::store::Store;
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod batch;
-#[cfg(feature = "cookie")]
-pub mod cookie;
 #[cfg(feature = "file")]
 pub mod file;
 #[cfg(feature = "memory")]
@@ -37,6 +36,59 @@ pub mod redis;
 mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+/// Where a layer keeps sessions: in a server-side store, or sealed in the cookie itself.
+///
+/// What [`open`] returns, for apps that pick either by configuration; give it to
+/// [`SessionLayer::builder_for`](crate::SessionLayer::builder_for).
+#[derive(Clone)]
+pub enum Backend {
+    /// A server-side store.
+    Store(Arc<dyn Store>),
+    /// No store: each session is sealed (encrypted) in its cookie. See
+    /// [`SessionLayer::sealed`](crate::SessionLayer::sealed) for what that can and cannot do.
+    SealedCookie,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Store(store) => f.debug_tuple("Store").field(&store.name()).finish(),
+            Self::SealedCookie => f.write_str("SealedCookie"),
+        }
+    }
+}
+
+/// Opens what `url` names: a store, as [`connect`] does, or, for `cookie://`, sealed-cookie
+/// sessions.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use cloakroom::stores::{self, Backend};
+///
+/// let backend = stores::open("cookie://").await.unwrap();
+/// assert!(matches!(backend, Backend::SealedCookie));
+/// let backend = stores::open("memory://").await.unwrap();
+/// assert!(matches!(backend, Backend::Store(_)));
+/// # }
+/// ```
+pub async fn open(url: &str) -> Result<Backend, StoreError> {
+    let parsed = StoreUrl::parse(url)?;
+    if parsed.scheme != "cookie" {
+        return connect(url).await.map(Backend::Store);
+    }
+    if !cfg!(feature = "cookie") {
+        return Err(missing_feature("cookie", "cookie"));
+    }
+    let rest = parsed.driver_url.trim_start_matches("cookie:");
+    if !rest.trim_start_matches("//").is_empty() {
+        return Err(StoreError::Config(format!(
+            "sealed cookies take no address or options: use \"cookie://\", not {:?}",
+            parsed.redacted()
+        )));
+    }
+    Ok(Backend::SealedCookie)
+}
 
 /// Opens the store named by `url`.
 ///
@@ -71,12 +123,12 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
             #[allow(unreachable_code)]
             Err(missing_feature("memory", "memory"))
         }
-        "cookie" => {
-            #[cfg(feature = "cookie")]
-            return cookie::open_url(&parsed).await;
-            #[allow(unreachable_code)]
-            Err(missing_feature("cookie", "cookie"))
-        }
+        "cookie" => Err(StoreError::Config(
+            "cookie:// names no store: sealed-cookie sessions keep nothing on the server, so \
+             there is nothing to list, revoke, count or purge. For a layer, use \
+             cloakroom::stores::open(url) or SessionLayer::sealed()"
+                .into(),
+        )),
         "file" => {
             #[cfg(feature = "file")]
             return file::open(&parsed).await;

@@ -9,7 +9,7 @@ use minijinja::context;
 use serde::Serialize;
 
 use crate::auth;
-use crate::error::{Error, PageResult};
+use crate::error::PageResult;
 use crate::state::AppState;
 use crate::views;
 
@@ -29,10 +29,9 @@ struct UserRow {
 async fn admin(State(app): State<AppState>, session: Session, uri: Uri) -> PageResult {
     auth::require_admin(&app, &session, &uri)?;
     let now = SystemClock.now();
-    let stats = match app.store.stats(now, 5).await {
-        Ok(stats) => stats,
+    let stats = match app.store().map(|store| store.stats(now, 5)) {
+        Ok(stats) => stats.await?,
         Err(error) => {
-            let error = Error::from(error);
             if !error.is_unsupported() {
                 return Err(error.into());
             }
@@ -43,7 +42,11 @@ async fn admin(State(app): State<AppState>, session: Session, uri: Uri) -> PageR
     };
     let mut users = Vec::new();
     for user in app.users.all() {
-        let sessions = app.store.list_user(&user.id.to_string(), now).await?.len();
+        let sessions = app
+            .store()?
+            .list_user(&user.id.to_string(), now)
+            .await?
+            .len();
         users.push(UserRow {
             id: user.id,
             name: user.name,

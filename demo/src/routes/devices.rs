@@ -78,7 +78,7 @@ async fn devices(app: &App, session: &Session, user: &User) -> Result<Vec<Device
     let current = session.hash();
     let now = SystemClock.now();
     let mut devices: Vec<Device> = app
-        .store
+        .store()?
         .list_user(&user.id.to_string(), now)
         .await?
         .into_iter()
@@ -201,7 +201,7 @@ async fn revoke(
     let not_found = || Error::NotFound("you have no device with this id".into());
     let hash: SessionHash = id.parse().map_err(|_| not_found())?;
     let owned = app
-        .store
+        .store()?
         .list_user(&user.id.to_string(), SystemClock.now())
         .await?
         .iter()
@@ -214,7 +214,7 @@ async fn revoke(
         return Ok(Revoked::ThisDevice);
     }
     confirm_password(app, user, password, client).await?;
-    app.store.delete(&hash).await?;
+    app.store()?.delete(&hash).await?;
     Ok(Revoked::OtherDevice)
 }
 
@@ -229,7 +229,7 @@ async fn revoke_others(
     confirm_password(app, user, password, client).await?;
     let current = session.hash();
     Ok(app
-        .store
+        .store()?
         .revoke_user(&user.id.to_string(), current.as_ref())
         .await?)
 }

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use cloakroom::stores::memory::MemoryStore;
-use cloakroom::{Clock as _, Key, Record, SessionHash, Store, SystemClock};
+use cloakroom::{Backend, Clock as _, Key, Record, SessionHash, Store, SystemClock};
 use cloakroom_demo::{Config, LoginLimits, PasswordCost};
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -29,8 +29,13 @@ pub struct TestApp {
 
 /// The demo over `store`, with cheap password hashing.
 pub fn demo_router(store: Arc<dyn Store>) -> Router {
+    demo_router_for(Backend::Store(store))
+}
+
+/// The demo over `backend` (a store, or sealed cookies), with cheap password hashing.
+pub fn demo_router_for(backend: Backend) -> Router {
     cloakroom_demo::router(Config {
-        store,
+        backend,
         key: Key::from_secret(&[7; 32]).unwrap(),
         secure_cookies: true,
         password_cost: PasswordCost::Fast,
