@@ -3,6 +3,7 @@
 #![cfg(feature = "file")]
 
 mod conformance;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,6 +1,7 @@
 //! The memory store against the conformance suite.
 
 mod conformance;
+mod support;
 
 use cloakroom::MemoryStore;
 use conformance::Harness;

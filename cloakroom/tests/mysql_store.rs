@@ -8,6 +8,7 @@
 
 mod conformance;
 mod sql_common;
+mod support;
 
 use cloakroom::{MySqlStore, Patch, Store, StoreError};
 use conformance::hash;

@@ -8,6 +8,7 @@
 
 mod conformance;
 mod sql_common;
+mod support;
 
 use std::time::{Duration, Instant};
 

@@ -8,6 +8,7 @@
 #![cfg(feature = "redis")]
 
 mod conformance;
+mod support;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

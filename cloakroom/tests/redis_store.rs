@@ -7,6 +7,7 @@
 #![cfg(feature = "redis")]
 
 mod conformance;
+mod support;
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -4,6 +4,7 @@
 #![cfg(feature = "sqlite")]
 
 mod conformance;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -11,16 +11,20 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::routing::{get, post};
 use cloakroom::{
     Clock, Data, Key, ManualClock, Patch, Record, SessionHash, SessionLayer, Store, StoreError,
     SystemClock, Timestamp,
 };
-use http::{Request, StatusCode, header};
+
 use serde_json::{Value, json};
-use tower::ServiceExt;
+
+mod layer;
+mod probed;
+mod races;
+
+pub use layer::*;
+pub use probed::*;
+pub use races::*;
 
 type Cleanup = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
@@ -120,7 +124,7 @@ macro_rules! conformance_suite {
     (sealed $factory:expr) => {
         $crate::conformance_suite!(@run $factory; two_layers_share_one_store);
         $crate::conformance_suite!(@store_cases @ignored $factory,
-            "a store-level case, and the sealed cookie keeps nothing on the server";);
+            "needs server-side state, and the sealed cookie keeps nothing on the server";);
         $crate::conformance_suite!(@ignored $factory,
             "a sealed cookie carries the whole session, so concurrent responses overwrite each \
              other: the last one wins";
@@ -145,7 +149,14 @@ macro_rules! conformance_suite {
             delete_reports_whether_it_removed,
             user_index_lists_and_revokes,
             count_and_purge_only_touch_expired,
-            stats_report_what_the_store_can_tell
+            stats_report_what_the_store_can_tell,
+            round_trips_per_request_match_the_readme,
+            extended_deadline_stops_at_the_absolute_deadline,
+            absolute_deadline_is_checked_at_load,
+            login_racing_a_logout_leaves_no_session,
+            login_racing_a_revocation_leaves_no_session,
+            login_racing_a_save_keeps_the_saved_key,
+            save_after_a_rotation_does_not_revive_the_old_ticket
         );
     };
     (@run $factory:expr; $($case:ident),*) => {$(
@@ -647,159 +658,4 @@ pub async fn stats_report_what_the_store_can_tell(h: &Harness) {
     if let (Some(oldest), Some(newest)) = (stats.oldest, stats.newest) {
         assert!(oldest <= newest);
     }
-}
-
-// ---- through the layer ----
-
-/// Lets a test hold a request between loading its session and saving it.
-#[derive(Default)]
-struct Gate {
-    loaded: tokio::sync::Notify,
-    proceed: tokio::sync::Notify,
-}
-
-fn app(h: &Harness, key: Key) -> Router {
-    gated_app(h, key, Arc::default())
-}
-
-fn gated_app(h: &Harness, key: Key, gate: Arc<Gate>) -> Router {
-    async fn gated_put(
-        axum::Extension(gate): axum::Extension<Arc<Gate>>,
-        session: cloakroom::Session,
-        body: String,
-    ) -> StatusCode {
-        gate.loaded.notify_one();
-        gate.proceed.notified().await;
-        let (k, v) = body.split_once('=').unwrap();
-        session.insert(k, v).unwrap();
-        StatusCode::OK
-    }
-    async fn put(session: cloakroom::Session, body: String) -> StatusCode {
-        // Read, wait, then write: the window in which a whole-record save would lose updates.
-        let _ = session.to_map();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let (k, v) = body.split_once('=').unwrap();
-        session.insert(k, v).unwrap();
-        StatusCode::OK
-    }
-    async fn dump(session: cloakroom::Session) -> axum::Json<Value> {
-        axum::Json(Value::Object(session.to_map()))
-    }
-    async fn logout(session: cloakroom::Session) -> StatusCode {
-        session.destroy();
-        StatusCode::OK
-    }
-    Router::new()
-        .route("/put", post(put))
-        .route("/dump", get(dump))
-        .route("/logout", post(logout))
-        .route("/gated-put", post(gated_put))
-        .layer(h.layer(key))
-        .layer(axum::Extension(gate))
-}
-
-fn key() -> Key {
-    Key::from_secret(b"conformance-suite-key-0123456789abcdef").unwrap()
-}
-
-async fn send(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    cookie: Option<&str>,
-    body: &str,
-) -> (StatusCode, Option<String>, String) {
-    let mut request = Request::builder().method(method).uri(uri);
-    if let Some(cookie) = cookie {
-        request = request.header(header::COOKIE, cookie);
-    }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::from(body.to_owned())).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let set_cookie = response
-        .headers()
-        .get(header::SET_COOKIE)
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        set_cookie,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
-}
-
-pub async fn layer_keeps_all_twenty_concurrent_keys(h: &Harness) {
-    let app = app(h, key());
-    let (_, cookie, _) = send(&app, "POST", "/put", None, "start=1").await;
-    let cookie = cookie.expect("session created");
-    let requests = (0..20).map(|i| {
-        let (app, cookie) = (app.clone(), cookie.clone());
-        tokio::spawn(async move {
-            send(&app, "POST", "/put", Some(&cookie), &format!("k{i}={i}")).await
-        })
-    });
-    for request in requests.collect::<Vec<_>>() {
-        assert_eq!(request.await.unwrap().0, StatusCode::OK);
-    }
-    let (_, _, body) = send(&app, "GET", "/dump", Some(&cookie), "").await;
-    let data: Value = serde_json::from_str(&body).unwrap();
-    let data = data.as_object().unwrap();
-    assert_eq!(data.len(), 21, "{data:?}");
-    for i in 0..20 {
-        assert_eq!(data[&format!("k{i}")], json!(i.to_string()));
-    }
-}
-
-pub async fn layer_logout_beats_an_in_flight_write(h: &Harness) {
-    let gate = Arc::new(Gate::default());
-    let app = gated_app(h, key(), Arc::clone(&gate));
-    let (_, cookie, _) = send(&app, "POST", "/put", None, "user=alice").await;
-    let cookie = cookie.unwrap();
-    // The write loads the session and waits; the logout completes; then the write saves.
-    let write = {
-        let (app, cookie) = (app.clone(), cookie.clone());
-        tokio::spawn(async move { send(&app, "POST", "/gated-put", Some(&cookie), "late=1").await })
-    };
-    gate.loaded.notified().await;
-    let (status, removal, _) = send(&app, "POST", "/logout", Some(&cookie), "").await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(removal.as_deref(), Some("id="));
-    gate.proceed.notify_one();
-    let (status, after_write, _) = write.await.unwrap();
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        after_write.as_deref(),
-        Some("id="),
-        "the late write clears the cookie"
-    );
-    let (_, set, body) = send(&app, "GET", "/dump", Some(&cookie), "").await;
-    assert_eq!(body, "{}", "the session stayed dead");
-    assert_eq!(set.as_deref(), Some("id="));
-}
-
-pub async fn two_layers_share_one_store(h: &Harness) {
-    // Two "app instances": separate layers and routers over one store and one key.
-    let first = app(h, key());
-    let second = app(h, key());
-    let (_, cookie, _) = send(&first, "POST", "/put", None, "cart=3").await;
-    let mut cookie = cookie.unwrap();
-    let (_, _, body) = send(&second, "GET", "/dump", Some(&cookie), "").await;
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap(),
-        json!({"cart": "3"})
-    );
-    // Like a browser, keep whatever cookie the server sets (sealed stores set a new one).
-    if let (_, Some(set), _) = send(&second, "POST", "/put", Some(&cookie), "theme=dark").await {
-        cookie = set;
-    }
-    let (_, _, body) = send(&first, "GET", "/dump", Some(&cookie), "").await;
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap(),
-        json!({"cart": "3", "theme": "dark"})
-    );
 }
