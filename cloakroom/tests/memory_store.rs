@@ -4,10 +4,10 @@ mod conformance;
 mod support;
 
 use cloakroom::MemoryStore;
-use conformance::Harness;
+use conformance::{Harness, Reports};
 
 async fn memory() -> Option<Harness> {
-    Some(Harness::new(MemoryStore::default()))
+    Some(Harness::new(MemoryStore::default()).reports(Reports::ALL))
 }
 
 conformance_suite!(memory());

@@ -86,7 +86,7 @@ async fn redis_harness() -> Option<Harness> {
     match store().await {
         Ok((store, prefix)) => Some(
             Harness::new(store)
-                .real_time()
+                .native_ttl()
                 .on_cleanup(move || async move { delete_prefix(&prefix).await }),
         ),
         Err(error) => conformance::skip("Redis", error),

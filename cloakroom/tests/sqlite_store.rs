@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cloakroom::{Patch, Record, SessionHash, SqliteStore, Store, StoreError, Timestamp};
-use conformance::{Harness, data, hash};
+use conformance::{Harness, Reports, data, hash};
 use serde_json::{Value, json};
 
 /// One database file for the whole run, in Cargo's scratch directory for integration tests;
@@ -51,15 +51,19 @@ async fn file_db() -> Option<Harness> {
     let store = SqliteStore::connect(&url)
         .await
         .expect("open the test database");
-    Some(Harness::new(store).on_cleanup(move || async move {
-        tokio::task::spawn_blocking(move || {
-            side_connection(&path)
-                .execute_batch(&format!("DROP TABLE IF EXISTS \"{table}\""))
+    Some(
+        Harness::new(store)
+            .reports(Reports::ALL)
+            .on_cleanup(move || async move {
+                tokio::task::spawn_blocking(move || {
+                    side_connection(&path)
+                        .execute_batch(&format!("DROP TABLE IF EXISTS \"{table}\""))
+                        .unwrap();
+                })
+                .await
                 .unwrap();
-        })
-        .await
-        .unwrap();
-    }))
+            }),
+    )
 }
 
 conformance_suite!(file_db());
@@ -70,7 +74,7 @@ mod in_memory {
         let store = cloakroom::SqliteStore::connect("sqlite::memory:")
             .await
             .expect("open an in-memory database");
-        Some(super::Harness::new(store))
+        Some(super::Harness::new(store).reports(super::Reports::ALL))
     }
 
     crate::conformance_suite!(memory_db());

@@ -11,11 +11,24 @@ use serde_json::{Value, json};
 
 use super::Harness;
 
-/// Lets a test hold a request between loading its session and saving it.
-#[derive(Default)]
+const CONCURRENT: usize = 20;
+
+/// Lets a test hold requests between loading their session and saving it.
 struct Gate {
     loaded: tokio::sync::Notify,
     proceed: tokio::sync::Notify,
+    /// Every concurrent writer has loaded the session before any of them saves.
+    together: tokio::sync::Barrier,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            loaded: tokio::sync::Notify::new(),
+            proceed: tokio::sync::Notify::new(),
+            together: tokio::sync::Barrier::new(CONCURRENT),
+        }
+    }
 }
 
 fn app(h: &Harness, key: Key) -> Router {
@@ -35,12 +48,20 @@ fn gated_app(h: &Harness, key: Key, gate: Arc<Gate>) -> Router {
         StatusCode::OK
     }
     async fn put(session: cloakroom::Session, body: String) -> StatusCode {
-        // Read, wait, then write: the window in which a whole-record save would lose updates.
-        let _ = session.to_map();
-        tokio::time::sleep(Duration::from_millis(20)).await;
         let (k, v) = body.split_once('=').unwrap();
         session.insert(k, v).unwrap();
         StatusCode::OK
+    }
+    async fn put_together(
+        axum::Extension(gate): axum::Extension<Arc<Gate>>,
+        session: cloakroom::Session,
+        body: String,
+    ) -> StatusCode {
+        // Read, wait for all the others to have read, then write: the window in which a
+        // whole-record save would lose updates.
+        let _ = session.to_map();
+        gate.together.wait().await;
+        put(session, body).await
     }
     async fn dump(session: cloakroom::Session) -> axum::Json<Value> {
         axum::Json(Value::Object(session.to_map()))
@@ -54,6 +75,7 @@ fn gated_app(h: &Harness, key: Key, gate: Arc<Gate>) -> Router {
         .route("/dump", get(dump))
         .route("/logout", post(logout))
         .route("/gated-put", post(gated_put))
+        .route("/put-together", post(put_together))
         .layer(h.layer(key))
         .layer(axum::Extension(gate))
 }
@@ -78,22 +100,39 @@ pub async fn layer_keeps_all_twenty_concurrent_keys(h: &Harness) {
     let app = app(h, key());
     let (_, cookie, _) = send(&app, "POST", "/put", None, "start=1").await;
     let cookie = cookie.expect("session created");
-    let requests = (0..20).map(|i| {
+    let requests = (0..CONCURRENT).map(|i| {
         let (app, cookie) = (app.clone(), cookie.clone());
         tokio::spawn(async move {
-            send(&app, "POST", "/put", Some(&cookie), &format!("k{i}={i}")).await
+            let body = format!("k{i}={i}");
+            send(&app, "POST", "/put-together", Some(&cookie), &body).await
         })
     });
-    for request in requests.collect::<Vec<_>>() {
-        assert_eq!(request.await.unwrap().0, StatusCode::OK);
+    let all = futures_join(requests.collect());
+    // The barrier opens only once all twenty have loaded; a layer that serialized them would
+    // hang here instead of passing without the race.
+    let replies = tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .expect("all twenty requests loaded the session before any saved");
+    for reply in replies {
+        assert_eq!(reply.unwrap().0, StatusCode::OK);
     }
     let (_, _, body) = send(&app, "GET", "/dump", Some(&cookie), "").await;
     let data: Value = serde_json::from_str(&body).unwrap();
     let data = data.as_object().unwrap();
-    assert_eq!(data.len(), 21, "{data:?}");
-    for i in 0..20 {
+    assert_eq!(data.len(), CONCURRENT + 1, "{data:?}");
+    for i in 0..CONCURRENT {
         assert_eq!(data[&format!("k{i}")], json!(i.to_string()));
     }
+}
+
+async fn futures_join<T>(
+    tasks: Vec<tokio::task::JoinHandle<T>>,
+) -> Vec<Result<T, tokio::task::JoinError>> {
+    let mut done = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        done.push(task.await);
+    }
+    done
 }
 
 pub async fn layer_logout_beats_an_in_flight_write(h: &Harness) {

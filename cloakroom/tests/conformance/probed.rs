@@ -17,8 +17,7 @@ use crate::support::{Probe, Reply, request};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// A layer over a counting wrapper of the harness's store, on a manual clock of its own (set to
-/// the system time, so stores with native TTL keep the records for the minutes it advances).
+/// A layer over a counting wrapper of the harness's store, on the harness's clock.
 pub struct Probed {
     pub probe: Probe<Arc<dyn Store>>,
     pub clock: ManualClock,
@@ -31,7 +30,7 @@ impl Probed {
         configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
     ) -> Self {
         let probe = Probe::new(Arc::clone(&h.store));
-        let clock = ManualClock::new();
+        let clock = h.clock.clone();
         let app = app_over(&probe, &clock, configure);
         Self { probe, clock, app }
     }

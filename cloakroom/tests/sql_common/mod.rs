@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cloakroom::{Clock, Patch, Record, Store, StoreError, SystemClock, Timestamp};
 use serde_json::{Value, json};
 
-use crate::conformance::{self, Harness, hash};
+use crate::conformance::{self, Harness, Reports, hash};
 
 /// One engine's store, as the shared cases drive it. The methods forward to the store's own
 /// methods of the same name, except the two that write SQL.
@@ -115,7 +115,15 @@ pub async fn fresh_store<S: SqlStore>() -> Option<S> {
 pub async fn harness<S: SqlStore>() -> Option<Harness> {
     let store = fresh_store::<S>().await?;
     let cleanup = store.clone();
-    Some(Harness::new(store).on_cleanup(move || async move { cleanup.drop_table().await }))
+    let reports = Reports {
+        data_bytes: S::REPORTS_DATA_SIZES,
+        ..Reports::ALL
+    };
+    Some(
+        Harness::new(store)
+            .reports(reports)
+            .on_cleanup(move || async move { cleanup.drop_table().await }),
+    )
 }
 
 pub fn now() -> Timestamp {
