@@ -2,7 +2,7 @@
 //! stores, plus what is specific to it.
 //!
 //! Needs a MySQL or MariaDB server: `CLOAKROOM_MYSQL_URL` (default
-//! `mysql://root@127.0.0.1:3306/test`). Without one the cases print "skipped", unless
+//! `mysql://root@127.0.0.1:3306/test`). Without one the cases are skipped and counted at the end of the run (support::skip), unless
 //! `CLOAKROOM_REQUIRE_SERVICES=1`.
 #![cfg(feature = "mysql")]
 

@@ -2,7 +2,7 @@
 //! what is specific to it.
 //!
 //! Needs a PostgreSQL server: `CLOAKROOM_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`). Without one the cases print "skipped", unless
+//! `postgres://postgres@127.0.0.1:5432/test`). Without one the cases are skipped and counted at the end of the run (support::skip), unless
 //! `CLOAKROOM_REQUIRE_SERVICES=1`.
 #![cfg(feature = "postgres")]
 

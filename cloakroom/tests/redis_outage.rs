@@ -3,7 +3,7 @@
 //! connection that goes silent fails fast and is replaced.
 //!
 //! The test runs its own `redis-server` (from `PATH`) on a free port, so it never disturbs the
-//! shared one. Without a `redis-server` binary it prints "skipped" (or fails under
+//! shared one. Without a `redis-server` binary it is skipped and counted (or fails under
 //! `CLOAKROOM_REQUIRE_SERVICES=1`).
 #![cfg(feature = "redis")]
 
@@ -206,7 +206,7 @@ async fn redis_outage_gives_503_keeps_the_session_and_recovers() {
     let mut server = match RedisServer::start() {
         Ok(server) => server,
         Err(error) => {
-            conformance::skip("redis-server", format!("cannot run redis-server: {error}"));
+            support::skip_for("redis-server", &format!("cannot run ({error})"));
             return;
         }
     };
@@ -395,7 +395,7 @@ async fn a_connection_gone_silent_times_out_quickly_and_is_replaced() {
     let server = match RedisServer::start() {
         Ok(server) => server,
         Err(error) => {
-            conformance::skip("redis-server", format!("cannot run redis-server: {error}"));
+            support::skip_for("redis-server", &format!("cannot run ({error})"));
             return;
         }
     };

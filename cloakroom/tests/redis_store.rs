@@ -1,7 +1,7 @@
 //! The Redis store against the conformance suite, plus what only Redis has: TTLs on keys, the
 //! documented key layout, URLs.
 //!
-//! Needs Redis at `CLOAKROOM_REDIS_URL` (default `redis://127.0.0.1:6379`); prints "skipped"
+//! Needs Redis at `CLOAKROOM_REDIS_URL` (default `redis://127.0.0.1:6379`); skipped (and counted)
 //! when it is unreachable, or fails under `CLOAKROOM_REQUIRE_SERVICES=1`. Every case works under
 //! its own key prefix and deletes it afterwards.
 #![cfg(feature = "redis")]
@@ -89,7 +89,7 @@ async fn redis_harness() -> Option<Harness> {
                 .native_ttl()
                 .on_cleanup(move || async move { delete_prefix(&prefix).await }),
         ),
-        Err(error) => conformance::skip("Redis", error),
+        Err(error) => conformance::skip("Redis", &url(), &error),
     }
 }
 
@@ -101,7 +101,7 @@ async fn case() -> Option<(RedisStore, Cleanup)> {
     match store().await {
         Ok((store, prefix)) => Some((store, Cleanup(Some(prefix)))),
         Err(error) => {
-            conformance::skip("Redis", error);
+            conformance::skip("Redis", &url(), &error);
             None
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! Every store runs every case through `conformance_suite!(factory)`, where `factory` is an async
 //! expression giving `Option<Harness>` (`None` when the store's service is unreachable and the
-//! test should print "skipped"). Each case gets its own harness, so stores isolate cases by
+//! case is skipped, see `support::skip`). Each case gets its own harness, so stores isolate cases by
 //! table name or key prefix and they run in parallel.
 #![allow(dead_code)]
 
@@ -22,9 +22,9 @@ mod layer;
 mod probed;
 mod races;
 
-pub use layer::*;
-pub use probed::*;
-pub use races::*;
+// Unused in test programs that borrow the helpers without running the suite.
+#[allow(unused_imports)]
+pub use {layer::*, probed::*, races::*};
 
 type Cleanup = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
@@ -123,12 +123,10 @@ impl Harness {
     }
 }
 
-/// Prints the skip line, or panics when services are required (CI).
-pub fn skip(service: &str, why: impl std::fmt::Display) -> Option<Harness> {
-    if std::env::var("CLOAKROOM_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-        panic!("{service} is required (CLOAKROOM_REQUIRE_SERVICES=1) but unreachable: {why}");
-    }
-    eprintln!("skipped: {service} unreachable ({why})");
+/// Skips the case when `service` is not listening (see `support::skip`); fails on any other
+/// error, and whenever services are required (CI).
+pub fn skip(service: &str, url: &str, error: &StoreError) -> Option<Harness> {
+    crate::support::skip_unreachable(service, url, error);
     None
 }
 

@@ -105,7 +105,7 @@ pub async fn fresh_store<S: SqlStore>() -> Option<S> {
     match S::connect(&url_with_table::<S>(&unique_table())).await {
         Ok(store) => Some(store),
         Err(err) => {
-            conformance::skip(S::SERVICE, err);
+            conformance::skip(S::SERVICE, &base_url::<S>(), &err);
             None
         }
     }
@@ -352,7 +352,7 @@ pub async fn connects_through_the_url_dispatcher<S: SqlStore>() {
     let store = match cloakroom::stores::connect(&url).await {
         Ok(store) => store,
         Err(err) => {
-            conformance::skip(S::SERVICE, err);
+            conformance::skip(S::SERVICE, &base_url::<S>(), &err);
             return;
         }
     };

@@ -4,6 +4,11 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+mod skip;
+
+#[allow(unused_imports)]
+pub use skip::{skip_for, skip_unreachable};
+
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
