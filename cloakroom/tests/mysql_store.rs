@@ -53,6 +53,21 @@ impl SqlStore for MySqlStore {
             .expect("drop the test table");
     }
 
+    async fn dump(&self) -> Vec<u8> {
+        // Each column as stored and, for binary ones, in hex as well.
+        let select = format!(
+            "SELECT CONCAT_WS(' ', CAST(id AS BINARY), HEX(id), \
+             CAST(COALESCE(user_id, '') AS BINARY), CAST(data AS BINARY), created_at, \
+             updated_at, expires_at) FROM `{}`",
+            self.table()
+        );
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(select))
+            .fetch_all(self.pool())
+            .await
+            .unwrap();
+        rows.concat()
+    }
+
     async fn insert_raw(&self, id: String, data: &str) {
         let insert = format!(
             "INSERT INTO `{}` (id, user_id, data, created_at, updated_at, expires_at) \

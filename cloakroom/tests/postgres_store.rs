@@ -55,6 +55,18 @@ impl SqlStore for PostgresStore {
             .expect("drop the test table");
     }
 
+    async fn dump(&self) -> Vec<u8> {
+        let select = format!(
+            "SELECT convert_to(row_to_json(t)::text, 'UTF8') FROM \"{}\" t",
+            self.table()
+        );
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(select))
+            .fetch_all(self.pool())
+            .await
+            .unwrap();
+        rows.concat()
+    }
+
     async fn insert_raw(&self, id: String, data: &str) {
         let insert = format!(
             "INSERT INTO \"{}\" (id, user_id, data, created_at, updated_at, expires_at) \

@@ -84,11 +84,18 @@ async fn store() -> Result<(RedisStore, String), StoreError> {
 
 async fn redis_harness() -> Option<Harness> {
     match store().await {
-        Ok((store, prefix)) => Some(
-            Harness::new(store)
-                .native_ttl()
-                .on_cleanup(move || async move { delete_prefix(&prefix).await }),
-        ),
+        Ok((store, prefix)) => {
+            let held = prefix.clone();
+            Some(
+                Harness::new(store)
+                    .native_ttl()
+                    .at_rest(move || {
+                        let prefix = held.clone();
+                        async move { everything_under(&prefix).await }
+                    })
+                    .on_cleanup(move || async move { delete_prefix(&prefix).await }),
+            )
+        }
         Err(error) => conformance::skip("Redis", &url(), &error),
     }
 }
@@ -153,6 +160,44 @@ async fn keys_of(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> 
         }
         cursor = next;
     }
+}
+
+/// Every key under `prefix` with its type-appropriate contents, as bytes.
+async fn everything_under(prefix: &str) -> Vec<u8> {
+    let mut conn = raw().await;
+    let mut dump = Vec::new();
+    for key in keys_of(&mut conn, prefix).await {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let read = match kind.as_str() {
+            "hash" => redis::cmd("HGETALL"),
+            "zset" => {
+                let mut read = redis::cmd("ZRANGE");
+                read.arg(&key).arg(0).arg(-1).arg("WITHSCORES");
+                read
+            }
+            "string" => redis::cmd("GET"),
+            other => panic!("{key}: a {other} the dump does not know how to read"),
+        };
+        let mut read = read;
+        if kind != "zset" {
+            read.arg(&key);
+        }
+        let values: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => vec![read.query_async(&mut conn).await.unwrap()],
+            _ => read.query_async(&mut conn).await.unwrap(),
+        };
+        dump.extend(key.as_bytes());
+        for value in values {
+            dump.push(b' ');
+            dump.extend(value);
+        }
+        dump.push(b'\n');
+    }
+    dump
 }
 
 /// The members of a user index, lowest score first.

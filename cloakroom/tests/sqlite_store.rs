@@ -51,9 +51,18 @@ async fn file_db() -> Option<Harness> {
     let store = SqliteStore::connect(&url)
         .await
         .expect("open the test database");
+    let (dump_path, dump_table) = (path.clone(), table.clone());
     Some(
         Harness::new(store)
             .reports(Reports::ALL)
+            .at_rest(move || {
+                let (path, table) = (dump_path.clone(), dump_table.clone());
+                async move {
+                    tokio::task::spawn_blocking(move || rows_as_bytes(&path, &table))
+                        .await
+                        .unwrap()
+                }
+            })
             .on_cleanup(move || async move {
                 tokio::task::spawn_blocking(move || {
                     side_connection(&path)
@@ -67,6 +76,28 @@ async fn file_db() -> Option<Harness> {
 }
 
 conformance_suite!(file_db());
+
+/// Every value of every row of `table`, as an admin with the database file would read them.
+fn rows_as_bytes(path: &Path, table: &str) -> Vec<u8> {
+    use rusqlite::types::ValueRef;
+    let conn = side_connection(path);
+    let mut statement = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+    let columns = statement.column_count();
+    let mut rows = statement.query([]).unwrap();
+    let mut dump = Vec::new();
+    while let Some(row) = rows.next().unwrap() {
+        for i in 0..columns {
+            match row.get_ref(i).unwrap() {
+                ValueRef::Text(bytes) | ValueRef::Blob(bytes) => dump.extend(bytes),
+                ValueRef::Integer(n) => dump.extend(n.to_string().as_bytes()),
+                ValueRef::Real(x) => dump.extend(x.to_string().as_bytes()),
+                ValueRef::Null => {}
+            }
+            dump.push(b' ');
+        }
+    }
+    dump
+}
 
 mod in_memory {
     async fn memory_db() -> Option<super::Harness> {

@@ -27,6 +27,7 @@ mod races;
 pub use {layer::*, probed::*, races::*};
 
 type Cleanup = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+type AtRest = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> + Send + Sync>;
 
 /// One store under test, with the clock the case should use.
 pub struct Harness {
@@ -35,6 +36,8 @@ pub struct Harness {
     /// as gone once `now` passes its expiry, so no case sleeps to see expiry.
     clock: ManualClock,
     reports: Reports,
+    /// Everything the store holds for this case, as bytes (rows, keys and values, files).
+    at_rest: Option<AtRest>,
     cleanup: Option<Cleanup>,
 }
 
@@ -71,6 +74,7 @@ impl Harness {
             store: Arc::new(store),
             clock: ManualClock::new(),
             reports: Reports::LIVE_ONLY,
+            at_rest: None,
             cleanup: None,
         }
     }
@@ -86,6 +90,16 @@ impl Harness {
     /// case. Native TTLs have tests of their own.
     pub fn native_ttl(self) -> Self {
         self.clock.advance(Duration::from_secs(24 * 3600));
+        self
+    }
+
+    /// How to read everything the store holds, as an attacker with a copy of it would.
+    pub fn at_rest<F, Fut>(mut self, dump: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<u8>> + Send + 'static,
+    {
+        self.at_rest = Some(Arc::new(move || Box::pin(dump())));
         self
     }
 
@@ -173,6 +187,7 @@ macro_rules! conformance_suite {
             count_and_purge_only_touch_expired,
             stats_report_what_the_store_can_tell,
             round_trips_per_request_match_the_readme,
+            tickets_never_rest_in_the_store,
             extended_deadline_stops_at_the_absolute_deadline,
             absolute_deadline_is_checked_at_load,
             login_racing_a_logout_leaves_no_session,

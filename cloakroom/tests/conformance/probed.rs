@@ -223,3 +223,66 @@ pub async fn absolute_deadline_is_checked_at_load(h: &Harness) {
         "the record itself is still live in the store"
     );
 }
+
+/// The forms a ticket could be written in: its cookie text, raw bytes, hex, standard base64.
+fn ticket_forms(cookie: &str) -> Vec<(&'static str, Vec<u8>)> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let value = cookie.split_once('=').unwrap().1;
+    let text = value.split_once('.').expect("ticket.mac").0;
+    let raw = URL_SAFE_NO_PAD.decode(text).expect("base64url ticket");
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    vec![
+        ("cookie text", text.as_bytes().to_vec()),
+        ("raw bytes", raw.clone()),
+        ("hex", hex.into_bytes()),
+        ("standard base64", STANDARD.encode(&raw).into_bytes()),
+    ]
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A leaked store yields no usable cookie: after a visit and a login, nothing the store holds
+/// contains either ticket, in any encoding.
+pub async fn tickets_never_rest_in_the_store(h: &Harness) {
+    let t = Probed::new(h, |b| b);
+    let user = format!("at-rest-{}", hash(0));
+    let mut cookie = None;
+    t.send(&t.app, &mut cookie, &format!("POST /bind {user}"))
+        .await;
+    let before_login = cookie.clone().unwrap();
+    t.send(&t.app, &mut cookie, &format!("POST /login {user}"))
+        .await;
+    let after_login = cookie.unwrap();
+    // A store's own index is the first place a careless one would file the ticket.
+    for cookie in [&before_login, &after_login] {
+        let (_, raw) = ticket_forms(cookie).swap_remove(1);
+        let as_hash = SessionHash::from_bytes(raw.try_into().unwrap());
+        assert!(
+            t.stored(&as_hash).await.is_none(),
+            "filed under the ticket itself"
+        );
+    }
+    // Only SQLite's in-memory database has no outside view; its file-backed suite scans rows.
+    let Some(dump) = h.at_rest.clone() else {
+        return;
+    };
+    let held = dump().await;
+    assert!(
+        contains(&held, user.as_bytes()),
+        "the dump does not show the session at all, so it proves nothing"
+    );
+    let lowercase = held.to_ascii_lowercase();
+    for cookie in [before_login, after_login] {
+        for (form, bytes) in ticket_forms(&cookie) {
+            let found = if form == "hex" {
+                contains(&lowercase, &bytes)
+            } else {
+                contains(&held, &bytes)
+            };
+            assert!(!found, "the store holds a ticket ({form})");
+        }
+    }
+}

@@ -45,6 +45,8 @@ pub trait SqlStore: Store + Clone + std::fmt::Debug + 'static {
     /// Writes a live row behind the store's back: `id` and `data` as given, whatever they are,
     /// with user id `corrupt-user`.
     fn insert_raw(&self, id: String, data: &str) -> impl Future<Output = ()> + Send;
+    /// Every column of every row of the table, as bytes, as an admin would read them.
+    fn dump(&self) -> impl Future<Output = Vec<u8>> + Send;
 }
 
 /// Runs every shared case against the store type `$store`, as `#[tokio::test]`s of the same
@@ -119,9 +121,14 @@ pub async fn harness<S: SqlStore>() -> Option<Harness> {
         data_bytes: S::REPORTS_DATA_SIZES,
         ..Reports::ALL
     };
+    let held = store.clone();
     Some(
         Harness::new(store)
             .reports(reports)
+            .at_rest(move || {
+                let held = held.clone();
+                async move { held.dump().await }
+            })
             .on_cleanup(move || async move { cleanup.drop_table().await }),
     )
 }
