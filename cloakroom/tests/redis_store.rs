@@ -86,9 +86,21 @@ async fn redis_harness() -> Option<Harness> {
     match store().await {
         Ok((store, prefix)) => {
             let held = prefix.clone();
+            let session_keys = format!("{{{prefix}}}:s:");
             Some(
                 Harness::new(store)
                     .native_ttl()
+                    .native_expiry(move |hash| {
+                        let key = format!("{session_keys}{hash}");
+                        async move {
+                            let at: i64 = redis::cmd("PEXPIRETIME")
+                                .arg(&key)
+                                .query_async(&mut raw().await)
+                                .await
+                                .unwrap();
+                            Timestamp::from_unix_millis(at)
+                        }
+                    })
                     .at_rest(move || {
                         let prefix = held.clone();
                         async move { everything_under(&prefix).await }

@@ -27,6 +27,8 @@ mod races;
 pub use {layer::*, probed::*, races::*};
 
 type Cleanup = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+type NativeExpiry =
+    Arc<dyn Fn(SessionHash) -> Pin<Box<dyn Future<Output = Timestamp> + Send>> + Send + Sync>;
 type AtRest = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> + Send + Sync>;
 
 /// One store under test, with the clock the case should use.
@@ -38,6 +40,8 @@ pub struct Harness {
     reports: Reports,
     /// Everything the store holds for this case, as bytes (rows, keys and values, files).
     at_rest: Option<AtRest>,
+    /// When the server itself will drop a session (Redis TTL), for stores that expire natively.
+    native_expiry: Option<NativeExpiry>,
     cleanup: Option<Cleanup>,
 }
 
@@ -75,6 +79,7 @@ impl Harness {
             clock: ManualClock::new(),
             reports: Reports::LIVE_ONLY,
             at_rest: None,
+            native_expiry: None,
             cleanup: None,
         }
     }
@@ -100,6 +105,16 @@ impl Harness {
         Fut: Future<Output = Vec<u8>> + Send + 'static,
     {
         self.at_rest = Some(Arc::new(move || Box::pin(dump())));
+        self
+    }
+
+    /// How to read when the server itself will drop the session filed under a hash.
+    pub fn native_expiry<F, Fut>(mut self, expiry: F) -> Self
+    where
+        F: Fn(SessionHash) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Timestamp> + Send + 'static,
+    {
+        self.native_expiry = Some(Arc::new(move |hash| Box::pin(expiry(hash))));
         self
     }
 

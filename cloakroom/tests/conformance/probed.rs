@@ -183,6 +183,9 @@ pub async fn extended_deadline_stops_at_the_absolute_deadline(h: &Harness) {
     let cap = start.saturating_add(12 * MINUTE);
     let stored = t.stored(&session).await.expect("still live");
     assert_eq!(stored.expires_at, cap, "stored expiry");
+    if let Some(native_expiry) = &h.native_expiry {
+        assert_eq!(native_expiry(session).await, cap, "the server's own expiry");
+    }
     assert_eq!(max_age(&capped), Some(4 * 60), "cookie Max-Age");
 
     t.clock.advance(3 * MINUTE + MINUTE / 2);
