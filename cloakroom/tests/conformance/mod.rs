@@ -204,6 +204,7 @@ macro_rules! conformance_suite {
             round_trips_per_request_match_the_readme,
             tickets_never_rest_in_the_store,
             extended_deadline_stops_at_the_absolute_deadline,
+            a_lifetime_shorter_than_the_idle_timeout_is_the_first_deadline,
             absolute_deadline_is_checked_at_load,
             login_racing_a_logout_leaves_no_session,
             login_racing_a_revocation_leaves_no_session,

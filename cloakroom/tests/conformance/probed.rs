@@ -204,6 +204,33 @@ pub async fn extended_deadline_stops_at_the_absolute_deadline(h: &Harness) {
     );
 }
 
+/// With a lifetime shorter than the idle timeout, the session's first deadline is already the
+/// absolute one, and no activity moves it.
+pub async fn a_lifetime_shorter_than_the_idle_timeout_is_the_first_deadline(h: &Harness) {
+    let t = Probed::new(h, |b| hourly(b).absolute_timeout(10 * MINUTE));
+    let start = t.now();
+    let mut cookie = None;
+    let user = format!("short-{}", hash(0));
+    let created = t
+        .send(&t.app, &mut cookie, &format!("POST /bind {user}"))
+        .await;
+    assert_eq!(max_age(&created), Some(600), "cookie Max-Age");
+    let session = t.hash_of(&cookie).await;
+    let cap = start.saturating_add(10 * MINUTE);
+    assert_eq!(t.stored(&session).await.unwrap().expires_at, cap);
+    t.clock.advance(5 * MINUTE);
+    let read = t.send(&t.app, &mut cookie, "GET /read").await;
+    assert_eq!(read.set_cookie(), None, "nothing to extend");
+    assert_eq!(t.stored(&session).await.unwrap().expires_at, cap);
+    t.clock.advance(5 * MINUTE);
+    let reply = t.send(&t.app, &mut cookie, "GET /read").await;
+    assert_eq!(
+        reply.json()["data"],
+        json!({}),
+        "past the absolute deadline"
+    );
+}
+
 /// The liveness check at load applies the absolute deadline whatever expiry the store holds:
 /// here a record written under a longer lifetime, read by an instance configured shorter.
 pub async fn absolute_deadline_is_checked_at_load(h: &Harness) {
