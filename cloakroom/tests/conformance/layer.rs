@@ -107,14 +107,21 @@ pub async fn layer_keeps_all_twenty_concurrent_keys(h: &Harness) {
             send(&app, "POST", "/put-together", Some(&cookie), &body).await
         })
     });
-    let all = futures_join(requests.collect());
+    let tasks: Vec<_> = requests.collect();
+    let all = async move {
+        let mut replies = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            replies.push(task.await.unwrap());
+        }
+        replies
+    };
     // The barrier opens only once all twenty have loaded; a layer that serialized them would
     // hang here instead of passing without the race.
     let replies = tokio::time::timeout(Duration::from_secs(60), all)
         .await
         .expect("all twenty requests loaded the session before any saved");
     for reply in replies {
-        assert_eq!(reply.unwrap().0, StatusCode::OK);
+        assert_eq!(reply.0, StatusCode::OK);
     }
     let (_, _, body) = send(&app, "GET", "/dump", Some(&cookie), "").await;
     let data: Value = serde_json::from_str(&body).unwrap();
@@ -123,16 +130,6 @@ pub async fn layer_keeps_all_twenty_concurrent_keys(h: &Harness) {
     for i in 0..CONCURRENT {
         assert_eq!(data[&format!("k{i}")], json!(i.to_string()));
     }
-}
-
-async fn futures_join<T>(
-    tasks: Vec<tokio::task::JoinHandle<T>>,
-) -> Vec<Result<T, tokio::task::JoinError>> {
-    let mut done = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        done.push(task.await);
-    }
-    done
 }
 
 pub async fn layer_logout_beats_an_in_flight_write(h: &Harness) {
