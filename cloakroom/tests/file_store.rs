@@ -3,6 +3,7 @@
 #![cfg(feature = "file")]
 
 mod conformance;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,9 +39,32 @@ impl Drop for Cleanup {
 async fn file() -> Option<Harness> {
     let dir = fresh_dir();
     let store = FileStore::open(&dir).await.expect("open the file store");
-    Some(Harness::new(store).on_cleanup(move || async move {
-        let _ = tokio::fs::remove_dir_all(&dir).await;
-    }))
+    let root = dir.clone();
+    Some(
+        Harness::new(store)
+            .at_rest(move || {
+                let dump = everything_under(&root);
+                async move { dump }
+            })
+            .on_cleanup(move || async move {
+                let _ = tokio::fs::remove_dir_all(&dir).await;
+            }),
+    )
+}
+
+/// Every path and file content under `dir`: file names are data too.
+fn everything_under(dir: &std::path::Path) -> Vec<u8> {
+    let mut dump = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let path = entry.path();
+        dump.extend(path.to_string_lossy().as_bytes());
+        if path.is_dir() {
+            dump.extend(everything_under(&path));
+        } else {
+            dump.extend(std::fs::read(&path).unwrap_or_default());
+        }
+    }
+    dump
 }
 
 conformance_suite!(file());

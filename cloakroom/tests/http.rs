@@ -74,6 +74,17 @@ async fn status(session: Session) -> Json<Value> {
     }))
 }
 
+/// `is_modified()` before and after writing `key` (removing it when the body is `remove`).
+async fn modified_by(session: Session, Path(key): Path<String>, body: String) -> Json<Value> {
+    let before = session.is_modified();
+    if body == "remove" {
+        session.remove(&key);
+    } else {
+        session.insert(key, body).unwrap();
+    }
+    Json(json!([before, session.is_modified()]))
+}
+
 async fn flash(session: Session, Json(f): Json<Value>) -> StatusCode {
     session
         .flash(
@@ -136,6 +147,7 @@ fn routes() -> Router {
             post(|s: Session, Path(on): Path<bool>| async move { s.set_persistent(on) }),
         )
         .route("/untouched", get(|| async { "no session here" }))
+        .route("/modified-by/{key}", post(modified_by))
         .route("/fail", post(fail))
 }
 
@@ -696,6 +708,22 @@ async fn flash_messages_show_once_on_the_next_request() {
     assert_eq!(s.client.get("/flashes").await.json(), json!([]));
 }
 
+#[tokio::test]
+async fn is_modified_turns_true_with_a_change_and_only_for_that_request() {
+    let mut s = setup();
+    let created = s.client.post("/modified-by/a", "1").await.json();
+    assert_eq!(created, json!([false, true]), "a new session's first write");
+    assert_eq!(s.status().await["is_modified"], json!(false), "reading");
+    let removed_nothing = s.client.post("/modified-by/absent", "remove").await.json();
+    assert_eq!(
+        removed_nothing,
+        json!([false, false]),
+        "removing a missing key"
+    );
+    let removed = s.client.post("/modified-by/a", "remove").await.json();
+    assert_eq!(removed, json!([false, true]), "removing a stored key");
+}
+
 // ---- failures ----
 
 #[tokio::test]
@@ -712,11 +740,21 @@ async fn an_unreachable_store_gives_503_and_recovers_by_itself() {
         reply.body
     );
     assert_eq!(reply.set_cookie(), None);
+    assert_eq!(
+        reply.headers[header::CACHE_CONTROL],
+        "no-store",
+        "load-time 503"
+    );
     // A new visitor's first write fails at save time: also 503, and no cookie for a session that
     // was never stored.
     let reply = request(&s.client.app, "PUT", "/value/y", None, "2").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.set_cookie(), None);
+    assert_eq!(
+        reply.headers[header::CACHE_CONTROL],
+        "no-store",
+        "save-time 503"
+    );
     // Pages that do not use the session keep working.
     assert_eq!(s.client.get("/untouched").await.status, StatusCode::OK);
 
@@ -805,6 +843,7 @@ async fn data_over_the_limit_is_refused_and_nothing_is_half_written() {
     let big = format!("\"{}\"", "x".repeat(300));
     let reply = s.client.send("PUT", "/value/big", &big).await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
     assert!(
         reply.body.contains("over the limit of 200 bytes"),
         "{}",

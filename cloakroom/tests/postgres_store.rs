@@ -2,12 +2,13 @@
 //! what is specific to it.
 //!
 //! Needs a PostgreSQL server: `CLOAKROOM_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`). Without one the cases print "skipped", unless
+//! `postgres://postgres@127.0.0.1:5432/test`). Without one the cases are skipped and counted at the end of the run (support::skip), unless
 //! `CLOAKROOM_REQUIRE_SERVICES=1`.
 #![cfg(feature = "postgres")]
 
 mod conformance;
 mod sql_common;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,18 @@ impl SqlStore for PostgresStore {
             .execute(self.pool())
             .await
             .expect("drop the test table");
+    }
+
+    async fn dump(&self) -> Vec<u8> {
+        let select = format!(
+            "SELECT convert_to(row_to_json(t)::text, 'UTF8') FROM \"{}\" t",
+            self.table()
+        );
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(select))
+            .fetch_all(self.pool())
+            .await
+            .unwrap();
+        rows.concat()
     }
 
     async fn insert_raw(&self, id: String, data: &str) {

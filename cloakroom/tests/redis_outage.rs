@@ -3,11 +3,12 @@
 //! connection that goes silent fails fast and is replaced.
 //!
 //! The test runs its own `redis-server` (from `PATH`) on a free port, so it never disturbs the
-//! shared one. Without a `redis-server` binary it prints "skipped" (or fails under
+//! shared one. Without a `redis-server` binary it is skipped and counted (or fails under
 //! `CLOAKROOM_REQUIRE_SERVICES=1`).
 #![cfg(feature = "redis")]
 
 mod conformance;
+mod support;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -27,8 +28,10 @@ use http::{Request, StatusCode, header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
-/// Answers must come back within this, outage or not.
-const BOUND: Duration = Duration::from_secs(2);
+/// Answers must come back within this, outage or not: far above the store's one-second timeout,
+/// so a loaded machine does not fail the test, and far below forever, which is what a request
+/// without the timeout would take.
+const BOUND: Duration = Duration::from_secs(5);
 
 /// A `redis-server` child process on its own port and directory, killed when dropped (also when
 /// the test panics).
@@ -81,7 +84,7 @@ impl RedisServer {
     /// Waits until the server answers PING (it refuses connections while starting and answers
     /// LOADING while it reads the snapshot).
     async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let client = redis::Client::open(self.url()).unwrap();
         loop {
             if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
@@ -123,7 +126,14 @@ impl Drop for RedisServer {
     }
 }
 
-fn app(store: RedisStore) -> Router {
+/// Holds `/slow-visit` between loading its session and saving it.
+#[derive(Default)]
+struct Gate {
+    loaded: tokio::sync::Notify,
+    proceed: tokio::sync::Notify,
+}
+
+fn app(store: RedisStore, gate: Arc<Gate>) -> Router {
     async fn login(session: Session) -> Result<StatusCode, cloakroom::Error> {
         session.insert("user", "alice")?;
         session.insert("visits", 0)?;
@@ -136,10 +146,14 @@ fn app(store: RedisStore) -> Router {
         let visits: u64 = session.get_or("visits", 0)?;
         Ok(format!("{user}:{visits}"))
     }
-    /// Loads the session, then takes a while before writing: Redis dies in between.
-    async fn slow_visit(session: Session) -> Result<StatusCode, cloakroom::Error> {
+    /// Loads the session, then waits to be let go before writing: Redis dies in between.
+    async fn slow_visit(
+        axum::Extension(gate): axum::Extension<Arc<Gate>>,
+        session: Session,
+    ) -> Result<StatusCode, cloakroom::Error> {
         let visits: u64 = session.get_or("visits", 0)?;
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        gate.loaded.notify_one();
+        gate.proceed.notified().await;
         session.insert("visits", visits + 1)?;
         Ok(StatusCode::OK)
     }
@@ -162,6 +176,7 @@ fn app(store: RedisStore) -> Router {
         .route("/slow-visit", post(slow_visit))
         .route("/health", get(health))
         .layer(layer)
+        .layer(axum::Extension(gate))
 }
 
 struct Reply {
@@ -175,7 +190,6 @@ async fn send(app: &Router, method: &str, uri: &str, cookie: Option<&str>) -> Re
     if let Some(cookie) = cookie {
         request = request.header(header::COOKIE, cookie);
     }
-    let started = Instant::now();
     let response = tokio::time::timeout(
         BOUND,
         app.clone().oneshot(request.body(Body::empty()).unwrap()),
@@ -191,7 +205,6 @@ async fn send(app: &Router, method: &str, uri: &str, cookie: Option<&str>) -> Re
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap();
-    assert!(started.elapsed() < BOUND);
     Reply {
         status,
         set_cookie,
@@ -201,11 +214,10 @@ async fn send(app: &Router, method: &str, uri: &str, cookie: Option<&str>) -> Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_gives_503_keeps_the_session_and_recovers() {
-    let started = Instant::now();
     let mut server = match RedisServer::start() {
         Ok(server) => server,
         Err(error) => {
-            conformance::skip("redis-server", format!("cannot run redis-server: {error}"));
+            support::skip_for("redis-server", &format!("cannot run ({error})"));
             return;
         }
     };
@@ -214,7 +226,8 @@ async fn redis_outage_gives_503_keeps_the_session_and_recovers() {
         .await
         .unwrap()
         .with_timeout(Duration::from_secs(1));
-    let app = app(store);
+    let gate = Arc::new(Gate::default());
+    let app = app(store, Arc::clone(&gate));
 
     // Log in and use the session while Redis is up.
     let login = send(&app, "POST", "/login", None).await;
@@ -236,8 +249,9 @@ async fn redis_outage_gives_503_keeps_the_session_and_recovers() {
         let (app, cookie) = (app.clone(), cookie.clone());
         tokio::spawn(async move { send(&app, "POST", "/slow-visit", Some(&cookie)).await })
     };
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    gate.loaded.notified().await;
     server.kill();
+    gate.proceed.notify_one();
     let cut = in_flight.await.expect("the request did not panic");
     assert_eq!(
         cut.status,
@@ -277,8 +291,11 @@ async fn redis_outage_gives_503_keeps_the_session_and_recovers() {
         (StatusCode::OK, "ok")
     );
 
-    // Long enough for the store's own reconnection attempts to give up: recovery must not
-    // depend on one of them still running when Redis returns.
+    // Let the reconnection attempts that the failed requests started run out, so recovery
+    // cannot lean on one of them still running when Redis returns. The driver gives no signal
+    // when they end; they are bounded by the store's settings (one retry, at most 500 ms apart,
+    // each refused at once), so three times that is a wait on a known bound, not a guess at
+    // how two things interleave.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // Redis comes back on the same port with the snapshot. The same app, not rebuilt, serves
@@ -312,12 +329,6 @@ async fn redis_outage_gives_503_keeps_the_session_and_recovers() {
         .command(redis::cmd("KEYS").arg("{cloakroom}:s:*"))
         .await;
     assert_eq!(sessions.len(), 2, "{sessions:?}");
-
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "the outage test took {:?}",
-        started.elapsed()
-    );
 }
 
 /// A TCP proxy in front of Redis that can make its open connections go silent, the way a
@@ -394,7 +405,7 @@ async fn a_connection_gone_silent_times_out_quickly_and_is_replaced() {
     let server = match RedisServer::start() {
         Ok(server) => server,
         Err(error) => {
-            conformance::skip("redis-server", format!("cannot run redis-server: {error}"));
+            support::skip_for("redis-server", &format!("cannot run ({error})"));
             return;
         }
     };
@@ -417,20 +428,16 @@ async fn a_connection_gone_silent_times_out_quickly_and_is_replaced() {
     store.create(&hash, &record).await.unwrap();
 
     proxy.freeze();
-    let started = Instant::now();
-    let error = store
-        .load(&hash, now)
+    // Without the store's own timeout the load would wait forever; the bound only has to tell
+    // "gave up" from "forever", not measure how quickly.
+    let error = tokio::time::timeout(BOUND, store.load(&hash, now))
         .await
+        .expect("the store gives up on a silent connection")
         .expect_err("a silent connection cannot answer");
-    assert!(
-        started.elapsed() < timeout + Duration::from_millis(200),
-        "{:?}",
-        started.elapsed()
-    );
     assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
     assert!(
-        error.to_string().contains("did not answer within"),
-        "{error}"
+        error.to_string().contains("did not answer within 300ms"),
+        "the store's timeout, not another failure: {error}"
     );
 
     // The store gave up on that connection: the next operation opens a new one and works.

@@ -1,12 +1,13 @@
 //! The Redis store against the conformance suite, plus what only Redis has: TTLs on keys, the
 //! documented key layout, URLs.
 //!
-//! Needs Redis at `CLOAKROOM_REDIS_URL` (default `redis://127.0.0.1:6379`); prints "skipped"
+//! Needs Redis at `CLOAKROOM_REDIS_URL` (default `redis://127.0.0.1:6379`); skipped (and counted)
 //! when it is unreachable, or fails under `CLOAKROOM_REQUIRE_SERVICES=1`. Every case works under
 //! its own key prefix and deletes it afterwards.
 #![cfg(feature = "redis")]
 
 mod conformance;
+mod support;
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -83,12 +84,31 @@ async fn store() -> Result<(RedisStore, String), StoreError> {
 
 async fn redis_harness() -> Option<Harness> {
     match store().await {
-        Ok((store, prefix)) => Some(
-            Harness::new(store)
-                .real_time()
-                .on_cleanup(move || async move { delete_prefix(&prefix).await }),
-        ),
-        Err(error) => conformance::skip("Redis", error),
+        Ok((store, prefix)) => {
+            let held = prefix.clone();
+            let session_keys = format!("{{{prefix}}}:s:");
+            Some(
+                Harness::new(store)
+                    .native_ttl()
+                    .native_expiry(move |hash| {
+                        let key = format!("{session_keys}{hash}");
+                        async move {
+                            let at: i64 = redis::cmd("PEXPIRETIME")
+                                .arg(&key)
+                                .query_async(&mut raw().await)
+                                .await
+                                .unwrap();
+                            Timestamp::from_unix_millis(at)
+                        }
+                    })
+                    .at_rest(move || {
+                        let prefix = held.clone();
+                        async move { everything_under(&prefix).await }
+                    })
+                    .on_cleanup(move || async move { delete_prefix(&prefix).await }),
+            )
+        }
+        Err(error) => conformance::skip("Redis", &url(), &error),
     }
 }
 
@@ -100,7 +120,7 @@ async fn case() -> Option<(RedisStore, Cleanup)> {
     match store().await {
         Ok((store, prefix)) => Some((store, Cleanup(Some(prefix)))),
         Err(error) => {
-            conformance::skip("Redis", error);
+            conformance::skip("Redis", &url(), &error);
             None
         }
     }
@@ -152,6 +172,44 @@ async fn keys_of(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> 
         }
         cursor = next;
     }
+}
+
+/// Every key under `prefix` with its type-appropriate contents, as bytes.
+async fn everything_under(prefix: &str) -> Vec<u8> {
+    let mut conn = raw().await;
+    let mut dump = Vec::new();
+    for key in keys_of(&mut conn, prefix).await {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let read = match kind.as_str() {
+            "hash" => redis::cmd("HGETALL"),
+            "zset" => {
+                let mut read = redis::cmd("ZRANGE");
+                read.arg(&key).arg(0).arg(-1).arg("WITHSCORES");
+                read
+            }
+            "string" => redis::cmd("GET"),
+            other => panic!("{key}: a {other} the dump does not know how to read"),
+        };
+        let mut read = read;
+        if kind != "zset" {
+            read.arg(&key);
+        }
+        let values: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => vec![read.query_async(&mut conn).await.unwrap()],
+            _ => read.query_async(&mut conn).await.unwrap(),
+        };
+        dump.extend(key.as_bytes());
+        for value in values {
+            dump.push(b' ');
+            dump.extend(value);
+        }
+        dump.push(b'\n');
+    }
+    dump
 }
 
 /// The members of a user index, lowest score first.

@@ -4,13 +4,14 @@
 #![cfg(feature = "sqlite")]
 
 mod conformance;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cloakroom::{Patch, Record, SessionHash, SqliteStore, Store, StoreError, Timestamp};
-use conformance::{Harness, data, hash};
+use conformance::{Harness, Reports, data, hash};
 use serde_json::{Value, json};
 
 /// One database file for the whole run, in Cargo's scratch directory for integration tests;
@@ -50,18 +51,53 @@ async fn file_db() -> Option<Harness> {
     let store = SqliteStore::connect(&url)
         .await
         .expect("open the test database");
-    Some(Harness::new(store).on_cleanup(move || async move {
-        tokio::task::spawn_blocking(move || {
-            side_connection(&path)
-                .execute_batch(&format!("DROP TABLE IF EXISTS \"{table}\""))
+    let (dump_path, dump_table) = (path.clone(), table.clone());
+    Some(
+        Harness::new(store)
+            .reports(Reports::ALL)
+            .at_rest(move || {
+                let (path, table) = (dump_path.clone(), dump_table.clone());
+                async move {
+                    tokio::task::spawn_blocking(move || rows_as_bytes(&path, &table))
+                        .await
+                        .unwrap()
+                }
+            })
+            .on_cleanup(move || async move {
+                tokio::task::spawn_blocking(move || {
+                    side_connection(&path)
+                        .execute_batch(&format!("DROP TABLE IF EXISTS \"{table}\""))
+                        .unwrap();
+                })
+                .await
                 .unwrap();
-        })
-        .await
-        .unwrap();
-    }))
+            }),
+    )
 }
 
 conformance_suite!(file_db());
+
+/// Every value of every row of `table`, as an admin with the database file would read them.
+fn rows_as_bytes(path: &Path, table: &str) -> Vec<u8> {
+    use rusqlite::types::ValueRef;
+    let conn = side_connection(path);
+    let mut statement = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+    let columns = statement.column_count();
+    let mut rows = statement.query([]).unwrap();
+    let mut dump = Vec::new();
+    while let Some(row) = rows.next().unwrap() {
+        for i in 0..columns {
+            match row.get_ref(i).unwrap() {
+                ValueRef::Text(bytes) | ValueRef::Blob(bytes) => dump.extend(bytes),
+                ValueRef::Integer(n) => dump.extend(n.to_string().as_bytes()),
+                ValueRef::Real(x) => dump.extend(x.to_string().as_bytes()),
+                ValueRef::Null => {}
+            }
+            dump.push(b' ');
+        }
+    }
+    dump
+}
 
 mod in_memory {
     async fn memory_db() -> Option<super::Harness> {
@@ -69,7 +105,7 @@ mod in_memory {
         let store = cloakroom::SqliteStore::connect("sqlite::memory:")
             .await
             .expect("open an in-memory database");
-        Some(super::Harness::new(store))
+        Some(super::Harness::new(store).reports(super::Reports::ALL))
     }
 
     crate::conformance_suite!(memory_db());

@@ -3,12 +3,10 @@
 //!
 //! Runs against Redis (CLOAKROOM_REDIS_URL, default redis://127.0.0.1:6379) under a fresh key
 //! prefix, and PostgreSQL (CLOAKROOM_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test)
-//! in a fresh table; both are removed afterwards. An unreachable service prints "skipped: …",
-//! unless CLOAKROOM_REQUIRE_SERVICES=1.
+//! in a fresh table; both are removed afterwards. An unreachable service is skipped, and counted
+//! at the end of the run, unless CLOAKROOM_REQUIRE_SERVICES=1.
 
 mod support;
-
-use std::fmt::Display;
 
 use axum::http::Method;
 use cloakroom::{Clock as _, SystemClock};
@@ -143,18 +141,15 @@ async fn reachable(service: &str, url: &str) -> bool {
     };
     match tokio::time::timeout(std::time::Duration::from_secs(10), probe).await {
         Ok(Ok(_)) => true,
-        Ok(Err(error)) => skip(service, error),
-        Err(_) => skip(service, "no answer within 10 s"),
+        Ok(Err(error)) => {
+            support::skip::skip_unreachable(service, url, &error);
+            false
+        }
+        Err(_) => {
+            support::skip::skip_for(service, "gave no answer within 10 s");
+            false
+        }
     }
-}
-
-fn skip(service: &str, why: impl Display) -> bool {
-    assert!(
-        std::env::var("CLOAKROOM_REQUIRE_SERVICES").as_deref() != Ok("1"),
-        "{service} is required (CLOAKROOM_REQUIRE_SERVICES=1) but unreachable: {why}"
-    );
-    println!("skipped: {service} is unreachable ({why})");
-    false
 }
 
 async fn remove_redis_keys(url: &str, prefix: &str) {

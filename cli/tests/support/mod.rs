@@ -2,6 +2,10 @@
 //! `SessionLayer` over the same store URL, a cookie-keeping client, and the real binary.
 #![allow(dead_code)]
 
+// Shared with the library's tests: skipped tests are counted and reported on exit.
+#[path = "../../../cloakroom/tests/support/skip.rs"]
+mod skip;
+
 use std::path::PathBuf;
 use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -67,13 +71,7 @@ impl Backend {
                 cleanup: Cleanup::PostgresTable(table),
             }),
             Err(error) => {
-                if std::env::var("CLOAKROOM_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                    panic!(
-                        "PostgreSQL is required (CLOAKROOM_REQUIRE_SERVICES=1) but not \
-                         reachable at CLOAKROOM_POSTGRES_URL: {error}"
-                    );
-                }
-                eprintln!("skipped: PostgreSQL is not reachable: {error}");
+                skip::skip_unreachable("PostgreSQL", &base, &error);
                 None
             }
         }

@@ -193,7 +193,7 @@ impl Store for MemoryStore {
     ) -> Result<bool, StoreError> {
         let (a, b) = (Self::shard_index(old), Self::shard_index(new));
         // Both shards are held for the move, always locked in index order.
-        let (old_user, new_user) = {
+        let (old_user, new_user, replaced) = {
             let mut first = self.shards[a.min(b)].write();
             let mut second = (a != b).then(|| self.shards[a.max(b)].write());
             let (from, to) = match second.as_mut() {
@@ -204,15 +204,24 @@ impl Store for MemoryStore {
             if !from.get(old).is_some_and(|r| r.is_live(patch.updated_at)) {
                 return Ok(false);
             }
+            // Overwriting a live record would hand its owner's session to whoever rotates here.
+            let taken = |map: &Sessions| map.get(new).is_some_and(|r| r.is_live(patch.updated_at));
+            if old != new && taken(to.as_deref().unwrap_or(&*from)) {
+                return Err(StoreError::Collision);
+            }
             let Some(mut record) = from.remove(old) else {
                 return Ok(false);
             };
             let old_user = record.user().map(str::to_owned);
             record.apply(patch);
             let new_user = record.user().map(str::to_owned);
-            to.unwrap_or(from).insert(*new, record);
-            (old_user, new_user)
+            let replaced = to.unwrap_or(from).insert(*new, record);
+            (old_user, new_user, replaced)
         };
+        // An expired record at the new hash is replaced; its user must not keep listing it.
+        if let Some(replaced) = &replaced {
+            self.unindex(replaced.user(), new);
+        }
         self.unindex(old_user.as_deref(), old);
         self.index(new_user.as_deref(), *new);
         Ok(true)

@@ -2,7 +2,7 @@
 //!
 //! Every store runs every case through `conformance_suite!(factory)`, where `factory` is an async
 //! expression giving `Option<Harness>` (`None` when the store's service is unreachable and the
-//! test should print "skipped"). Each case gets its own harness, so stores isolate cases by
+//! case is skipped, see `support::skip`). Each case gets its own harness, so stores isolate cases by
 //! table name or key prefix and they run in parallel.
 #![allow(dead_code)]
 
@@ -11,71 +11,111 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::routing::{get, post};
 use cloakroom::{
     Clock, Data, Key, ManualClock, Patch, Record, SessionHash, SessionLayer, Store, StoreError,
-    SystemClock, Timestamp,
+    Timestamp,
 };
-use http::{Request, StatusCode, header};
-use serde_json::{Value, json};
-use tower::ServiceExt;
+
+use serde_json::Value;
+
+mod layer;
+mod probed;
+mod races;
+mod store;
+
+// Unused in test programs that borrow the helpers without running the suite.
+#[allow(unused_imports)]
+pub use {layer::*, probed::*, races::*, store::*};
 
 type Cleanup = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+type NativeExpiry =
+    Arc<dyn Fn(SessionHash) -> Pin<Box<dyn Future<Output = Timestamp> + Send>> + Send + Sync>;
+type AtRest = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> + Send + Sync>;
 
 /// One store under test, with the clock the case should use.
 pub struct Harness {
     pub store: Arc<dyn Store>,
+    /// Every case runs on this clock, stores with native TTL included: they also treat a record
+    /// as gone once `now` passes its expiry, so no case sleeps to see expiry.
     clock: ManualClock,
-    /// The store enforces expiry with real time (native TTL): cases sleep instead of advancing
-    /// the manual clock.
-    real_time: bool,
-    /// The store keeps sessions in the cookie (sealed), not on the server.
-    sealed: bool,
+    reports: Reports,
+    /// Everything the store holds for this case, as bytes (rows, keys and values, files).
+    at_rest: Option<AtRest>,
+    /// When the server itself will drop a session (Redis TTL), for stores that expire natively.
+    native_expiry: Option<NativeExpiry>,
     cleanup: Option<Cleanup>,
 }
 
+/// What a store's `stats` reports beyond the live count (the README's "Stores" section lists
+/// it per store). The stats case holds each store to exactly this: what it claims is right, and
+/// what it does not claim stays empty.
+#[derive(Clone, Copy, Debug)]
+pub struct Reports {
+    pub expired: bool,
+    pub top_users: bool,
+    pub oldest_newest: bool,
+    pub data_bytes: bool,
+}
+
+impl Reports {
+    pub const LIVE_ONLY: Self = Self {
+        expired: false,
+        top_users: false,
+        oldest_newest: false,
+        data_bytes: false,
+    };
+    pub const ALL: Self = Self {
+        expired: true,
+        top_users: true,
+        oldest_newest: true,
+        data_bytes: true,
+    };
+}
+
 impl Harness {
-    /// A store that takes its notion of "now" from the arguments it is given.
+    /// A store whose `stats` knows only the live count (the trait's default).
     pub fn new(store: impl Store) -> Self {
         Self {
             store: Arc::new(store),
             clock: ManualClock::new(),
-            real_time: false,
-            sealed: false,
+            reports: Reports::LIVE_ONLY,
+            at_rest: None,
+            native_expiry: None,
             cleanup: None,
         }
     }
 
-    /// A store that keeps sessions in the cookie: only the cases without server state run.
-    pub fn sealed(mut self) -> Self {
-        self.sealed = true;
+    /// What the store's `stats` reports.
+    pub fn reports(mut self, reports: Reports) -> Self {
+        self.reports = reports;
         self
     }
 
-    /// Why `case` cannot run against this store, if it cannot.
-    pub fn skips(&self, case: &str) -> Option<&'static str> {
-        if !self.sealed {
-            return None;
-        }
-        match case {
-            "two_layers_share_one_store" => None,
-            "layer_keeps_all_twenty_concurrent_keys" => Some(
-                "a sealed cookie carries the whole session, so concurrent responses overwrite \
-                 each other: the last one wins",
-            ),
-            "layer_logout_beats_an_in_flight_write" => Some(
-                "the server keeps nothing to end, so a response in flight during logout sets \
-                 its cookie again",
-            ),
-            _ => Some("a store-level case, and the cookie store keeps nothing on the server"),
-        }
+    /// For stores that also expire records by the server's own clock (Redis TTL): the cases'
+    /// clock starts a day ahead, so no record vanishes natively while a slow machine runs the
+    /// case. Native TTLs have tests of their own.
+    pub fn native_ttl(self) -> Self {
+        self.clock.advance(Duration::from_secs(24 * 3600));
+        self
     }
 
-    /// A store whose expiry is enforced by the server's own clock (e.g. Redis TTL).
-    pub fn real_time(mut self) -> Self {
-        self.real_time = true;
+    /// How to read everything the store holds, as an attacker with a copy of it would.
+    pub fn at_rest<F, Fut>(mut self, dump: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<u8>> + Send + 'static,
+    {
+        self.at_rest = Some(Arc::new(move || Box::pin(dump())));
+        self
+    }
+
+    /// How to read when the server itself will drop the session filed under a hash.
+    pub fn native_expiry<F, Fut>(mut self, expiry: F) -> Self
+    where
+        F: Fn(SessionHash) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Timestamp> + Send + 'static,
+    {
+        self.native_expiry = Some(Arc::new(move |hash| Box::pin(expiry(hash))));
         self
     }
 
@@ -96,46 +136,44 @@ impl Harness {
     }
 
     pub fn now(&self) -> Timestamp {
-        if self.real_time {
-            SystemClock.now()
-        } else {
-            self.clock.now()
-        }
+        self.clock.now()
     }
 
     pub async fn advance(&self, by: Duration) {
-        if self.real_time {
-            tokio::time::sleep(by).await;
-        } else {
-            self.clock.advance(by);
-        }
+        self.clock.advance(by);
     }
 
     /// A layer over this harness's store, on the harness's clock.
     pub fn layer(&self, key: Key) -> SessionLayer {
-        let builder = SessionLayer::builder(Arc::clone(&self.store)).key(key);
-        let builder = if self.real_time {
-            builder
-        } else {
-            builder.clock(self.clock.clone())
-        };
-        builder.build().expect("valid configuration")
+        SessionLayer::builder(Arc::clone(&self.store))
+            .key(key)
+            .clock(self.clock.clone())
+            .build()
+            .expect("valid configuration")
     }
 }
 
-/// Prints the skip line, or panics when services are required (CI).
-pub fn skip(service: &str, why: impl std::fmt::Display) -> Option<Harness> {
-    if std::env::var("CLOAKROOM_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-        panic!("{service} is required (CLOAKROOM_REQUIRE_SERVICES=1) but unreachable: {why}");
-    }
-    eprintln!("skipped: {service} unreachable ({why})");
+/// Skips the case when `service` is not listening (see `support::skip`); fails on any other
+/// error, and whenever services are required (CI).
+pub fn skip(service: &str, url: &str, error: &StoreError) -> Option<Harness> {
+    crate::support::skip_unreachable(service, url, error);
     None
 }
 
+/// Every case against a server-side store. (Sealed cookies are not a store; their own tests are
+/// in `cookie_store.rs`.)
 #[macro_export]
 macro_rules! conformance_suite {
     ($factory:expr) => {
-        $crate::conformance_suite!(@cases $factory;
+        $crate::conformance_suite!(@store_cases @run $factory;);
+        $crate::conformance_suite!(@run $factory;
+            layer_keeps_all_twenty_concurrent_keys,
+            layer_logout_beats_an_in_flight_write,
+            two_layers_share_one_store
+        );
+    };
+    (@store_cases @$mode:ident $($args:tt)*) => {
+        $crate::conformance_suite!(@$mode $($args)*
             create_then_load_round_trips_every_json_type,
             create_fails_on_collision_and_keeps_the_original,
             load_of_unknown_hash_is_none,
@@ -145,23 +183,26 @@ macro_rules! conformance_suite {
             expired_records_are_gone,
             touch_extends_the_deadline,
             rotate_moves_the_record_atomically,
+            rotate_never_overwrites_a_live_record,
             delete_reports_whether_it_removed,
             user_index_lists_and_revokes,
             count_and_purge_only_touch_expired,
             stats_report_what_the_store_can_tell,
-            layer_keeps_all_twenty_concurrent_keys,
-            layer_logout_beats_an_in_flight_write,
-            two_layers_share_one_store
+            round_trips_per_request_match_the_readme,
+            tickets_never_rest_in_the_store,
+            extended_deadline_stops_at_the_absolute_deadline,
+            a_lifetime_shorter_than_the_idle_timeout_is_the_first_deadline,
+            absolute_deadline_is_checked_at_load,
+            login_racing_a_logout_leaves_no_session,
+            login_racing_a_revocation_leaves_no_session,
+            login_racing_a_save_keeps_the_saved_key,
+            save_after_a_rotation_does_not_revive_the_old_ticket
         );
     };
-    (@cases $factory:expr; $($case:ident),*) => {$(
+    (@run $factory:expr; $($case:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn $case() {
             let Some(harness) = $factory.await else { return };
-            if let Some(why) = harness.skips(stringify!($case)) {
-                eprintln!("skipped: {} for this store: {why}", stringify!($case));
-                return;
-            }
             $crate::conformance::$case(&harness).await;
             harness.finish().await;
         }
@@ -218,546 +259,4 @@ async fn data_of(h: &Harness, hash: &SessionHash) -> Option<Value> {
         .await
         .expect("load")
         .map(|r| Value::Object(r.data))
-}
-
-pub async fn create_then_load_round_trips_every_json_type(h: &Harness) {
-    let value = json!({
-        "null": null, "true": true, "false": false,
-        "int": 42, "negative": -7, "big": 9_007_199_254_740_993u64, "float": 1.5,
-        "empty": "", "text": "a \"quoted\" \\ back\nslash", "emoji": "🧥🎟️",
-        "ключ": "значение", "日本": "語",
-        "array": [1, "two", [3], {"four": 4}], "empty_array": [], "empty_object": {},
-        "nested": {"a": {"b": {"c": [null, {"d": "deep"}]}}},
-        "sql": "'; DROP TABLE sessions; --", "path": "../../etc/passwd",
-        "large": "x".repeat(60_000),
-    });
-    let h1 = hash(1);
-    let created = record(h, HOUR, value.clone(), Some("user-1"));
-    h.store.create(&h1, &created).await.expect("create");
-    let loaded = h
-        .store
-        .load(&h1, h.now())
-        .await
-        .expect("load")
-        .expect("record is there");
-    assert_eq!(Value::Object(loaded.data.clone()), value);
-    assert_eq!(loaded.user_id.as_deref(), Some("user-1"));
-    assert_eq!(loaded.created_at, created.created_at);
-    assert_eq!(loaded.expires_at, created.expires_at);
-}
-
-pub async fn create_fails_on_collision_and_keeps_the_original(h: &Harness) {
-    let h1 = hash(2);
-    h.store
-        .create(&h1, &record(h, HOUR, json!({"v": "first"}), None))
-        .await
-        .unwrap();
-    let second = h
-        .store
-        .create(&h1, &record(h, HOUR, json!({"v": "second"}), Some("x")))
-        .await;
-    assert!(
-        matches!(second, Err(StoreError::Collision)),
-        "expected Collision, got {second:?}"
-    );
-    assert_eq!(data_of(h, &h1).await, Some(json!({"v": "first"})));
-}
-
-pub async fn load_of_unknown_hash_is_none(h: &Harness) {
-    assert!(h.store.load(&hash(3), h.now()).await.unwrap().is_none());
-}
-
-pub async fn save_applies_patches_to_what_is_stored(h: &Harness) {
-    let h1 = hash(4);
-    h.store
-        .create(&h1, &record(h, HOUR, json!({"a": 1, "b": 2, "c": 3}), None))
-        .await
-        .unwrap();
-    let saved = h
-        .store
-        .save(
-            &h1,
-            &Patch {
-                set: vec![("d".into(), json!({"x": [1]})), ("b".into(), json!("two"))],
-                remove: vec!["a".into(), "never-there".into()],
-                user_id: Some(Some("u".into())),
-                ..patch(h)
-            },
-        )
-        .await
-        .unwrap();
-    assert!(saved);
-    assert_eq!(
-        data_of(h, &h1).await,
-        Some(json!({"b": "two", "c": 3, "d": {"x": [1]}}))
-    );
-    let loaded = h.store.load(&h1, h.now()).await.unwrap().unwrap();
-    assert_eq!(loaded.user_id.as_deref(), Some("u"));
-
-    h.store
-        .save(
-            &h1,
-            &Patch {
-                clear: true,
-                set: vec![("e".into(), json!(null))],
-                user_id: Some(None),
-                ..patch(h)
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(data_of(h, &h1).await, Some(json!({"e": null})));
-    let loaded = h.store.load(&h1, h.now()).await.unwrap().unwrap();
-    assert_eq!(loaded.user_id, None);
-    assert!(h.store.list_user("u", h.now()).await.unwrap().is_empty());
-
-    // The most common write: a new value for a key the session has, nothing else.
-    let overwrite = Patch {
-        set: vec![("e".into(), json!([7]))],
-        ..patch(h)
-    };
-    assert!(h.store.save(&h1, &overwrite).await.unwrap());
-    assert_eq!(data_of(h, &h1).await, Some(json!({"e": [7]})));
-}
-
-pub async fn concurrent_patches_to_different_keys_all_stick(h: &Harness) {
-    let h1 = hash(5);
-    h.store
-        .create(&h1, &record(h, HOUR, json!({}), None))
-        .await
-        .unwrap();
-    let writes = (0..20).map(|i| {
-        let store = Arc::clone(&h.store);
-        let p = Patch {
-            set: vec![(format!("k{i}"), json!(i))],
-            ..patch(h)
-        };
-        tokio::spawn(async move { store.save(&h1, &p).await })
-    });
-    for write in writes.collect::<Vec<_>>() {
-        assert!(write.await.unwrap().unwrap());
-    }
-    let data = data_of(h, &h1).await.unwrap();
-    let data = data.as_object().unwrap();
-    assert_eq!(data.len(), 20, "{data:?}");
-    for i in 0..20 {
-        assert_eq!(data[&format!("k{i}")], json!(i));
-    }
-}
-
-pub async fn save_touch_and_rotate_never_resurrect(h: &Harness) {
-    let h1 = hash(6);
-    h.store
-        .create(&h1, &record(h, HOUR, json!({"a": 1}), Some("ghost")))
-        .await
-        .unwrap();
-    assert!(h.store.delete(&h1).await.unwrap());
-    let p = Patch {
-        set: vec![("b".into(), json!(2))],
-        ..patch(h)
-    };
-    assert!(!h.store.save(&h1, &p).await.unwrap());
-    assert!(
-        !h.store
-            .touch(&h1, h.now().saturating_add(HOUR * 2), h.now())
-            .await
-            .unwrap()
-    );
-    let h2 = hash(7);
-    assert!(!h.store.rotate(&h1, &h2, &p).await.unwrap());
-    assert!(h.store.load(&h1, h.now()).await.unwrap().is_none());
-    assert!(h.store.load(&h2, h.now()).await.unwrap().is_none());
-    assert!(
-        h.store
-            .list_user("ghost", h.now())
-            .await
-            .unwrap()
-            .is_empty()
-    );
-}
-
-pub async fn expired_records_are_gone(h: &Harness) {
-    let ttl = Duration::from_millis(1500);
-    let h1 = hash(8);
-    h.store
-        .create(&h1, &record(h, ttl, json!({"a": 1}), Some("exp")))
-        .await
-        .unwrap();
-    assert!(data_of(h, &h1).await.is_some());
-    h.advance(ttl + Duration::from_millis(300)).await;
-    assert!(h.store.load(&h1, h.now()).await.unwrap().is_none());
-    let p = Patch {
-        set: vec![("b".into(), json!(2))],
-        ..patch(h)
-    };
-    assert!(!h.store.save(&h1, &p).await.unwrap());
-    assert!(
-        !h.store
-            .touch(&h1, h.now().saturating_add(HOUR), h.now())
-            .await
-            .unwrap()
-    );
-    assert!(!h.store.rotate(&h1, &hash(9), &p).await.unwrap());
-    assert!(h.store.load(&h1, h.now()).await.unwrap().is_none());
-    assert!(h.store.list_user("exp", h.now()).await.unwrap().is_empty());
-    // An expired hash may be reused by create.
-    h.store
-        .create(&h1, &record(h, HOUR, json!({"fresh": true}), None))
-        .await
-        .expect("create over an expired record");
-    assert_eq!(data_of(h, &h1).await, Some(json!({"fresh": true})));
-}
-
-pub async fn touch_extends_the_deadline(h: &Harness) {
-    let ttl = Duration::from_millis(1500);
-    let h1 = hash(10);
-    h.store
-        .create(&h1, &record(h, ttl, json!({"a": 1}), None))
-        .await
-        .unwrap();
-    let later = h.now().saturating_add(HOUR);
-    assert!(h.store.touch(&h1, later, h.now()).await.unwrap());
-    h.advance(ttl + Duration::from_millis(300)).await;
-    let loaded = h.store.load(&h1, h.now()).await.unwrap().expect("touched");
-    assert_eq!(loaded.expires_at, later);
-    assert_eq!(Value::Object(loaded.data), json!({"a": 1}));
-}
-
-pub async fn rotate_moves_the_record_atomically(h: &Harness) {
-    let (old, new) = (hash(11), hash(12));
-    let created = record(h, HOUR, json!({"cart": [1, 2]}), None);
-    h.store.create(&old, &created).await.unwrap();
-    let moved = h
-        .store
-        .rotate(
-            &old,
-            &new,
-            &Patch {
-                set: vec![("user".into(), json!("alice"))],
-                user_id: Some(Some("alice".into())),
-                ..patch(h)
-            },
-        )
-        .await
-        .unwrap();
-    assert!(moved);
-    assert!(h.store.load(&old, h.now()).await.unwrap().is_none());
-    let loaded = h.store.load(&new, h.now()).await.unwrap().unwrap();
-    assert_eq!(
-        Value::Object(loaded.data),
-        json!({"cart": [1, 2], "user": "alice"})
-    );
-    assert_eq!(loaded.created_at, created.created_at, "rotation keeps age");
-    let listed = h.store.list_user("alice", h.now()).await.unwrap();
-    assert_eq!(
-        listed.iter().map(|(h, _)| *h).collect::<Vec<_>>(),
-        vec![new]
-    );
-}
-
-pub async fn delete_reports_whether_it_removed(h: &Harness) {
-    let h1 = hash(13);
-    assert!(!h.store.delete(&h1).await.unwrap());
-    h.store
-        .create(&h1, &record(h, HOUR, json!({}), None))
-        .await
-        .unwrap();
-    assert!(h.store.delete(&h1).await.unwrap());
-    assert!(!h.store.delete(&h1).await.unwrap());
-    assert!(h.store.load(&h1, h.now()).await.unwrap().is_none());
-}
-
-pub async fn user_index_lists_and_revokes(h: &Harness) {
-    // User ids unique to this case so parallel cases on a shared store do not interfere.
-    let (u1, u2) = (format!("u1-{}", hash(0)), format!("u2-{}", hash(0)));
-    let mine: Vec<SessionHash> = (20..23).map(hash).collect();
-    for (i, h1) in mine.iter().enumerate() {
-        h.store
-            .create(h1, &record(h, HOUR, json!({"i": i}), Some(&u1)))
-            .await
-            .unwrap();
-        h.advance(Duration::from_millis(5)).await;
-    }
-    let other = hash(23);
-    h.store
-        .create(&other, &record(h, HOUR, json!({}), Some(&u2)))
-        .await
-        .unwrap();
-    let unbound = hash(24);
-    h.store
-        .create(&unbound, &record(h, HOUR, json!({}), None))
-        .await
-        .unwrap();
-
-    let listed = h.store.list_user(&u1, h.now()).await.unwrap();
-    assert_eq!(listed.iter().map(|(h, _)| *h).collect::<Vec<_>>(), mine);
-    assert_eq!(listed[1].1.data["i"], json!(1));
-
-    // Binding through a patch adds to the index.
-    h.store
-        .save(
-            &unbound,
-            &Patch {
-                user_id: Some(Some(u1.clone())),
-                ..patch(h)
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(h.store.list_user(&u1, h.now()).await.unwrap().len(), 4);
-
-    let revoked = h.store.revoke_user(&u1, Some(&mine[0])).await.unwrap();
-    assert_eq!(revoked, 3);
-    let listed = h.store.list_user(&u1, h.now()).await.unwrap();
-    assert_eq!(
-        listed.iter().map(|(h, _)| *h).collect::<Vec<_>>(),
-        vec![mine[0]]
-    );
-    assert!(h.store.load(&mine[1], h.now()).await.unwrap().is_none());
-    assert!(h.store.load(&unbound, h.now()).await.unwrap().is_none());
-    assert!(h.store.load(&other, h.now()).await.unwrap().is_some());
-
-    assert_eq!(h.store.revoke_user(&u1, None).await.unwrap(), 1);
-    assert!(h.store.list_user(&u1, h.now()).await.unwrap().is_empty());
-    assert_eq!(h.store.list_user(&u2, h.now()).await.unwrap().len(), 1);
-    assert_eq!(h.store.revoke_user("nobody", None).await.unwrap(), 0);
-}
-
-pub async fn count_and_purge_only_touch_expired(h: &Harness) {
-    let before = h.store.count(h.now()).await.unwrap();
-    let short = Duration::from_millis(1500);
-    let live: Vec<SessionHash> = (30..33).map(hash).collect();
-    let dying: Vec<SessionHash> = (33..35).map(hash).collect();
-    for h1 in &live {
-        h.store
-            .create(h1, &record(h, HOUR, json!({}), None))
-            .await
-            .unwrap();
-    }
-    for h1 in &dying {
-        h.store
-            .create(h1, &record(h, short, json!({}), Some("purged")))
-            .await
-            .unwrap();
-    }
-    assert_eq!(h.store.count(h.now()).await.unwrap(), before + 5);
-    h.advance(short + Duration::from_millis(300)).await;
-    assert_eq!(h.store.count(h.now()).await.unwrap(), before + 3);
-    // Purging in batches: a limit of 1 removes at most one, then the rest go.
-    let first = h.store.purge_expired(h.now(), 1).await.unwrap();
-    assert!(first <= 1);
-    let mut total = first;
-    loop {
-        let n = h.store.purge_expired(h.now(), 1000).await.unwrap();
-        total += n;
-        if n < 1000 {
-            break;
-        }
-    }
-    // Stores with native TTL may have dropped them already; others purge exactly these two
-    // (plus anything expired left by other cases sharing the store).
-    if !h.real_time {
-        assert!(total >= 2, "purged {total}");
-    }
-    for h1 in &live {
-        assert!(h.store.load(h1, h.now()).await.unwrap().is_some());
-    }
-    assert!(
-        h.store
-            .list_user("purged", h.now())
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(h.store.purge_expired(h.now(), 1000).await.unwrap(), 0);
-}
-
-pub async fn stats_report_what_the_store_can_tell(h: &Harness) {
-    h.store.migrate().await.expect("migrate is idempotent");
-    let before = h.store.stats(h.now(), 10).await.unwrap().live;
-    let user = format!("stats-{}", hash(0));
-    for n in 40..42 {
-        h.store
-            .create(&hash(n), &record(h, HOUR, json!({"n": n}), Some(&user)))
-            .await
-            .unwrap();
-    }
-    h.store
-        .create(
-            &hash(42),
-            &record(h, HOUR, json!({"big": "x".repeat(1000)}), None),
-        )
-        .await
-        .unwrap();
-    let stats = h.store.stats(h.now(), 1000).await.unwrap();
-    assert_eq!(stats.live, before + 3);
-    // Stores that report users must report this one correctly.
-    if !stats.top_users.is_empty() {
-        assert!(
-            stats.top_users.contains(&(user.clone(), 2)),
-            "{:?}",
-            stats.top_users
-        );
-    }
-    if let Some(sizes) = stats.data_bytes {
-        assert!(sizes.max >= 1000, "{sizes:?}");
-    }
-    if let (Some(oldest), Some(newest)) = (stats.oldest, stats.newest) {
-        assert!(oldest <= newest);
-    }
-}
-
-// ---- through the layer ----
-
-/// Lets a test hold a request between loading its session and saving it.
-#[derive(Default)]
-struct Gate {
-    loaded: tokio::sync::Notify,
-    proceed: tokio::sync::Notify,
-}
-
-fn app(h: &Harness, key: Key) -> Router {
-    gated_app(h, key, Arc::default())
-}
-
-fn gated_app(h: &Harness, key: Key, gate: Arc<Gate>) -> Router {
-    async fn gated_put(
-        axum::Extension(gate): axum::Extension<Arc<Gate>>,
-        session: cloakroom::Session,
-        body: String,
-    ) -> StatusCode {
-        gate.loaded.notify_one();
-        gate.proceed.notified().await;
-        let (k, v) = body.split_once('=').unwrap();
-        session.insert(k, v).unwrap();
-        StatusCode::OK
-    }
-    async fn put(session: cloakroom::Session, body: String) -> StatusCode {
-        // Read, wait, then write: the window in which a whole-record save would lose updates.
-        let _ = session.to_map();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let (k, v) = body.split_once('=').unwrap();
-        session.insert(k, v).unwrap();
-        StatusCode::OK
-    }
-    async fn dump(session: cloakroom::Session) -> axum::Json<Value> {
-        axum::Json(Value::Object(session.to_map()))
-    }
-    async fn logout(session: cloakroom::Session) -> StatusCode {
-        session.destroy();
-        StatusCode::OK
-    }
-    Router::new()
-        .route("/put", post(put))
-        .route("/dump", get(dump))
-        .route("/logout", post(logout))
-        .route("/gated-put", post(gated_put))
-        .layer(h.layer(key))
-        .layer(axum::Extension(gate))
-}
-
-fn key() -> Key {
-    Key::from_secret(b"conformance-suite-key-0123456789abcdef").unwrap()
-}
-
-async fn send(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    cookie: Option<&str>,
-    body: &str,
-) -> (StatusCode, Option<String>, String) {
-    let mut request = Request::builder().method(method).uri(uri);
-    if let Some(cookie) = cookie {
-        request = request.header(header::COOKIE, cookie);
-    }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::from(body.to_owned())).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let set_cookie = response
-        .headers()
-        .get(header::SET_COOKIE)
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        set_cookie,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
-}
-
-pub async fn layer_keeps_all_twenty_concurrent_keys(h: &Harness) {
-    let app = app(h, key());
-    let (_, cookie, _) = send(&app, "POST", "/put", None, "start=1").await;
-    let cookie = cookie.expect("session created");
-    let requests = (0..20).map(|i| {
-        let (app, cookie) = (app.clone(), cookie.clone());
-        tokio::spawn(async move {
-            send(&app, "POST", "/put", Some(&cookie), &format!("k{i}={i}")).await
-        })
-    });
-    for request in requests.collect::<Vec<_>>() {
-        assert_eq!(request.await.unwrap().0, StatusCode::OK);
-    }
-    let (_, _, body) = send(&app, "GET", "/dump", Some(&cookie), "").await;
-    let data: Value = serde_json::from_str(&body).unwrap();
-    let data = data.as_object().unwrap();
-    assert_eq!(data.len(), 21, "{data:?}");
-    for i in 0..20 {
-        assert_eq!(data[&format!("k{i}")], json!(i.to_string()));
-    }
-}
-
-pub async fn layer_logout_beats_an_in_flight_write(h: &Harness) {
-    let gate = Arc::new(Gate::default());
-    let app = gated_app(h, key(), Arc::clone(&gate));
-    let (_, cookie, _) = send(&app, "POST", "/put", None, "user=alice").await;
-    let cookie = cookie.unwrap();
-    // The write loads the session and waits; the logout completes; then the write saves.
-    let write = {
-        let (app, cookie) = (app.clone(), cookie.clone());
-        tokio::spawn(async move { send(&app, "POST", "/gated-put", Some(&cookie), "late=1").await })
-    };
-    gate.loaded.notified().await;
-    let (status, removal, _) = send(&app, "POST", "/logout", Some(&cookie), "").await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(removal.as_deref(), Some("id="));
-    gate.proceed.notify_one();
-    let (status, after_write, _) = write.await.unwrap();
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        after_write.as_deref(),
-        Some("id="),
-        "the late write clears the cookie"
-    );
-    let (_, set, body) = send(&app, "GET", "/dump", Some(&cookie), "").await;
-    assert_eq!(body, "{}", "the session stayed dead");
-    assert_eq!(set.as_deref(), Some("id="));
-}
-
-pub async fn two_layers_share_one_store(h: &Harness) {
-    // Two "app instances": separate layers and routers over one store and one key.
-    let first = app(h, key());
-    let second = app(h, key());
-    let (_, cookie, _) = send(&first, "POST", "/put", None, "cart=3").await;
-    let mut cookie = cookie.unwrap();
-    let (_, _, body) = send(&second, "GET", "/dump", Some(&cookie), "").await;
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap(),
-        json!({"cart": "3"})
-    );
-    // Like a browser, keep whatever cookie the server sets (sealed stores set a new one).
-    if let (_, Some(set), _) = send(&second, "POST", "/put", Some(&cookie), "theme=dark").await {
-        cookie = set;
-    }
-    let (_, _, body) = send(&first, "GET", "/dump", Some(&cookie), "").await;
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap(),
-        json!({"cart": "3", "theme": "dark"})
-    );
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cloakroom::{Clock, Patch, Record, Store, StoreError, SystemClock, Timestamp};
 use serde_json::{Value, json};
 
-use crate::conformance::{self, Harness, hash};
+use crate::conformance::{self, Harness, Reports, hash};
 
 /// One engine's store, as the shared cases drive it. The methods forward to the store's own
 /// methods of the same name, except the two that write SQL.
@@ -45,6 +45,8 @@ pub trait SqlStore: Store + Clone + std::fmt::Debug + 'static {
     /// Writes a live row behind the store's back: `id` and `data` as given, whatever they are,
     /// with user id `corrupt-user`.
     fn insert_raw(&self, id: String, data: &str) -> impl Future<Output = ()> + Send;
+    /// Every column of every row of the table, as bytes, as an admin would read them.
+    fn dump(&self) -> impl Future<Output = Vec<u8>> + Send;
 }
 
 /// Runs every shared case against the store type `$store`, as `#[tokio::test]`s of the same
@@ -105,7 +107,7 @@ pub async fn fresh_store<S: SqlStore>() -> Option<S> {
     match S::connect(&url_with_table::<S>(&unique_table())).await {
         Ok(store) => Some(store),
         Err(err) => {
-            conformance::skip(S::SERVICE, err);
+            conformance::skip(S::SERVICE, &base_url::<S>(), &err);
             None
         }
     }
@@ -115,7 +117,20 @@ pub async fn fresh_store<S: SqlStore>() -> Option<S> {
 pub async fn harness<S: SqlStore>() -> Option<Harness> {
     let store = fresh_store::<S>().await?;
     let cleanup = store.clone();
-    Some(Harness::new(store).on_cleanup(move || async move { cleanup.drop_table().await }))
+    let reports = Reports {
+        data_bytes: S::REPORTS_DATA_SIZES,
+        ..Reports::ALL
+    };
+    let held = store.clone();
+    Some(
+        Harness::new(store)
+            .reports(reports)
+            .at_rest(move || {
+                let held = held.clone();
+                async move { held.dump().await }
+            })
+            .on_cleanup(move || async move { cleanup.drop_table().await }),
+    )
 }
 
 pub fn now() -> Timestamp {
@@ -344,7 +359,7 @@ pub async fn connects_through_the_url_dispatcher<S: SqlStore>() {
     let store = match cloakroom::stores::connect(&url).await {
         Ok(store) => store,
         Err(err) => {
-            conformance::skip(S::SERVICE, err);
+            conformance::skip(S::SERVICE, &base_url::<S>(), &err);
             return;
         }
     };

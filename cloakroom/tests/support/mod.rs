@@ -1,15 +1,22 @@
 //! Shared test plumbing: a cookie-keeping client over a router, and a store wrapper that counts
-//! operations and injects faults (it forwards every call to a real store).
+//! operations, holds one of them until released, and injects faults (it forwards every call to a
+//! real store).
 #![allow(dead_code)]
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+mod skip;
+
+#[allow(unused_imports)]
+pub use skip::{skip_for, skip_unreachable};
+
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use cloakroom::{Patch, Record, SessionHash, Store, StoreError, Timestamp};
 use http::{HeaderMap, Request, StatusCode, header};
+use tokio::sync::Notify;
 use tower::ServiceExt;
 
 /// Counts the operations a real store receives, and can be told to fail them all.
@@ -19,6 +26,17 @@ pub struct Probe<S> {
     writes: Arc<AtomicUsize>,
     failing: Arc<AtomicBool>,
     corrupt: Arc<AtomicBool>,
+    held: Arc<HeldSlot>,
+}
+
+/// The operation to hold next, by name, and its gate.
+type HeldSlot = Mutex<Option<(&'static str, Arc<Held>)>>;
+
+/// One held store operation: `reached` fires when it is called, and it waits for `release`.
+#[derive(Default)]
+pub struct Held {
+    pub reached: Notify,
+    pub release: Notify,
 }
 
 impl<S> Clone for Probe<S> {
@@ -29,6 +47,7 @@ impl<S> Clone for Probe<S> {
             writes: Arc::clone(&self.writes),
             failing: Arc::clone(&self.failing),
             corrupt: Arc::clone(&self.corrupt),
+            held: Arc::clone(&self.held),
         }
     }
 }
@@ -41,6 +60,30 @@ impl<S: Store> Probe<S> {
             writes: Arc::default(),
             failing: Arc::default(),
             corrupt: Arc::default(),
+            held: Arc::default(),
+        }
+    }
+    /// Makes the next call of `op` (`"rotate"`, `"save"`, …) wait until the returned
+    /// [`Held::release`] is notified, so a test orders concurrent requests without sleeping.
+    pub fn hold(&self, op: &'static str) -> Arc<Held> {
+        let held = Arc::new(Held::default());
+        *self.held.lock().unwrap() = Some((op, Arc::clone(&held)));
+        held
+    }
+    async fn gate(&self, op: &'static str) {
+        let held = {
+            let mut slot = self.held.lock().unwrap();
+            match slot.take() {
+                Some((name, held)) if name == op => Some(held),
+                other => {
+                    *slot = other;
+                    None
+                }
+            }
+        };
+        if let Some(held) = held {
+            held.reached.notify_one();
+            held.release.notified().await;
         }
     }
     /// Operations of any kind so far.
@@ -79,10 +122,12 @@ impl<S: Store> Store for Probe<S> {
         "probe"
     }
     async fn create(&self, hash: &SessionHash, record: &Record) -> Result<(), StoreError> {
+        self.gate("create").await;
         self.enter(true)?;
         self.inner.create(hash, record).await
     }
     async fn load(&self, hash: &SessionHash, now: Timestamp) -> Result<Option<Record>, StoreError> {
+        self.gate("load").await;
         self.enter(false)?;
         if self.corrupt.load(Ordering::SeqCst) {
             return Err(StoreError::corrupt("probe", "data is not a JSON object"));
@@ -90,6 +135,7 @@ impl<S: Store> Store for Probe<S> {
         self.inner.load(hash, now).await
     }
     async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
+        self.gate("save").await;
         self.enter(true)?;
         self.inner.save(hash, patch).await
     }
@@ -99,10 +145,12 @@ impl<S: Store> Store for Probe<S> {
         new: &SessionHash,
         patch: &Patch,
     ) -> Result<bool, StoreError> {
+        self.gate("rotate").await;
         self.enter(true)?;
         self.inner.rotate(old, new, patch).await
     }
     async fn delete(&self, hash: &SessionHash) -> Result<bool, StoreError> {
+        self.gate("delete").await;
         self.enter(true)?;
         self.inner.delete(hash).await
     }
@@ -119,6 +167,7 @@ impl<S: Store> Store for Probe<S> {
         user_id: &str,
         except: Option<&SessionHash>,
     ) -> Result<u64, StoreError> {
+        self.gate("revoke_user").await;
         self.enter(true)?;
         self.inner.revoke_user(user_id, except).await
     }

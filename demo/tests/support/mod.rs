@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 pub mod process;
+// Shared with the library's tests: skipped tests are counted and reported on exit.
+#[path = "../../../cloakroom/tests/support/skip.rs"]
+pub mod skip;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
