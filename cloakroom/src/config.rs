@@ -10,7 +10,7 @@ use crate::cookie::{CookieConfig, SameSite};
 use crate::error::Error;
 use crate::key::{Key, KeyRing};
 use crate::record::Record;
-use crate::session::Stored;
+use crate::session::Origin;
 use crate::store::Store;
 use crate::stores::Backend;
 use crate::time::{Clock, SystemClock, Timestamp};
@@ -262,7 +262,7 @@ impl Settings {
 
     /// The extended idle deadline, when extending is due: it would move by at least the touch
     /// interval, and never past the absolute deadline.
-    pub(crate) fn extended_deadline(&self, stored: &Stored, now: Timestamp) -> Option<Timestamp> {
+    pub(crate) fn extended_deadline(&self, stored: &Origin, now: Timestamp) -> Option<Timestamp> {
         let deadline = now
             .saturating_add(self.idle_timeout)
             .min(stored.created_at.saturating_add(self.absolute_timeout));

@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::cookie::Incoming;
 use crate::error::StoreError;
 use crate::observe::{self, Event, timed};
-use crate::session::{Id, Session, Stored};
+use crate::session::{Id, Origin, Session};
 use crate::time::Timestamp;
 
 /// The session of the current request, loaded on first use.
@@ -103,7 +103,7 @@ impl Lazy {
         match timed("load", store.load(&hash, now)).instrument(span).await {
             Ok(Some(record)) if settings.is_live(&record, now) => {
                 observe::count(Event::Loaded);
-                let stored = Stored {
+                let stored = Origin {
                     id: Some(Id {
                         ticket: verified.ticket,
                         hash,

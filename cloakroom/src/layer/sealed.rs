@@ -15,7 +15,7 @@ use crate::cookie::{BROWSER_COOKIE_LIMIT, Incoming};
 use crate::error::Error;
 use crate::key::KeyRing;
 use crate::record::{Data, Record};
-use crate::session::{Session, State, Stored};
+use crate::session::{Origin, Session, State};
 use crate::time::Timestamp;
 
 /// Format version, first byte of every sealed cookie, so the format can change later.
@@ -28,7 +28,7 @@ pub(super) fn open(settings: &Settings, cookies: Incoming<'_>, now: Timestamp) -
     cookies.values().find_map(|value| {
         let (record, stale_key) = open_value(&settings.keys, &settings.cookie.name, value)?;
         settings.is_live(&record, now).then(|| {
-            let stored = Stored {
+            let stored = Origin {
                 id: None,
                 created_at: record.created_at,
                 expires_at: record.expires_at,
@@ -74,7 +74,7 @@ pub(super) fn seal(
 /// What goes inside the seal: a record with short field names, because every byte counts
 /// against the browsers' cookie limit.
 #[derive(Serialize, Deserialize)]
-struct Sealed {
+struct SealedRecord {
     #[serde(rename = "d")]
     data: Data,
     #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
@@ -87,7 +87,7 @@ struct Sealed {
 
 /// The cookie value holding `record`, sealed with the ring's first key.
 fn seal_value(keys: &KeyRing, cookie_name: &str, record: &Record) -> Result<String, Error> {
-    let plaintext = serde_json::to_vec(&Sealed {
+    let plaintext = serde_json::to_vec(&SealedRecord {
         data: record.data.clone(),
         user_id: record.user_id.clone(),
         created_at: record.created_at,
@@ -136,7 +136,7 @@ fn open_value(keys: &KeyRing, cookie_name: &str, value: &str) -> Option<(Record,
         let plaintext = XChaCha20Poly1305::new(key.seal_key().into())
             .decrypt(XNonce::from_slice(nonce), payload)
             .ok()?;
-        let sealed: Sealed = serde_json::from_slice(&plaintext).ok()?;
+        let sealed: SealedRecord = serde_json::from_slice(&plaintext).ok()?;
         let record = Record {
             data: sealed.data,
             user_id: sealed.user_id,

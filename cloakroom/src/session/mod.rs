@@ -14,7 +14,7 @@ use crate::record::Record;
 use crate::ticket::SessionHash;
 use crate::time::Timestamp;
 
-pub(crate) use state::{Id, State, Stored};
+pub(crate) use state::{Id, Origin, State};
 
 /// A one-time message for the next page the visitor sees ("Saved!", "Wrong password").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ impl Session {
         Self::from_state(State::fresh(max_bytes))
     }
 
-    pub(crate) fn loaded(stored: Stored, record: Record, max_bytes: usize) -> Self {
+    pub(crate) fn loaded(stored: Origin, record: Record, max_bytes: usize) -> Self {
         Self::from_state(State::loaded(stored, record, max_bytes))
     }
 
@@ -346,7 +346,7 @@ mod tests {
             updated_at: Timestamp::from_unix_millis(1),
             expires_at: Timestamp::from_unix_millis(1_000),
         };
-        let stored = Stored {
+        let stored = Origin {
             id: Some(Id { ticket, hash }),
             created_at: record.created_at,
             expires_at: record.expires_at,

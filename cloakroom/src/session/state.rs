@@ -26,9 +26,11 @@ pub(crate) struct Id {
     pub(crate) hash: SessionHash,
 }
 
-/// The stored session this one was loaded from.
+/// Where a loaded session came from: its identity in the store and its deadlines, as they were
+/// when the request loaded it. (The session's data and user are in [`State`]; the whole stored
+/// session is a [`Record`].)
 #[derive(Clone, Debug)]
-pub(crate) struct Stored {
+pub(crate) struct Origin {
     /// `None` for a sealed-cookie session, which has no server-side identity.
     pub(crate) id: Option<Id>,
     pub(crate) created_at: Timestamp,
@@ -45,7 +47,7 @@ pub(crate) struct Stored {
 /// request which flashes must not grow the record without bound.
 #[derive(Debug)]
 pub(crate) struct State {
-    pub(crate) stored: Option<Stored>,
+    pub(crate) stored: Option<Origin>,
     pub(super) data: Data,
     /// Keys this request set or removed, in key order (the patch lists them sorted).
     changes: BTreeMap<String, Change>,
@@ -86,7 +88,7 @@ impl State {
         }
     }
 
-    pub(super) fn loaded(stored: Stored, mut record: Record, max_bytes: usize) -> Self {
+    pub(super) fn loaded(stored: Origin, mut record: Record, max_bytes: usize) -> Self {
         // A reserved key that does not parse is dropped; the next save rewrites it.
         let flashes_in = record
             .data

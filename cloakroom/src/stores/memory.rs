@@ -17,7 +17,7 @@ const SHARDS: usize = 64;
 /// Default bound on the number of stored sessions.
 pub const DEFAULT_CAPACITY: usize = 1_000_000;
 
-type Sessions = HashMap<SessionHash, Kept, BuildHasherDefault<PrefixHasher>>;
+type Sessions = HashMap<SessionHash, CompactRecord, BuildHasherDefault<PrefixHasher>>;
 type UserIndex = HashMap<String, HashSet<SessionHash>>;
 
 /// Keeps sessions in this process's memory; they are gone when it exits.
@@ -94,7 +94,7 @@ impl MemoryStore {
     }
 
     /// Makes room in a full shard; returns the records dropped (to unindex them).
-    fn evict(&self, sessions: &mut Sessions, now: Timestamp) -> Vec<(SessionHash, Kept)> {
+    fn evict(&self, sessions: &mut Sessions, now: Timestamp) -> Vec<(SessionHash, CompactRecord)> {
         let expired: Vec<SessionHash> = sessions
             .iter()
             .filter(|(_, r)| !r.is_live(now))
@@ -139,7 +139,7 @@ impl Store for MemoryStore {
             if sessions.len() >= self.shard_capacity {
                 dropped = self.evict(&mut sessions, now);
             }
-            if let Some(old) = sessions.insert(*hash, Kept::new(record)) {
+            if let Some(old) = sessions.insert(*hash, CompactRecord::new(record)) {
                 dropped.push((*hash, old));
             }
         }
@@ -156,7 +156,7 @@ impl Store for MemoryStore {
             .read()
             .get(hash)
             .filter(|r| r.is_live(now))
-            .map(Kept::record))
+            .map(CompactRecord::record))
     }
 
     async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
@@ -361,10 +361,10 @@ impl Store for MemoryStore {
 /// A session as this store keeps it.
 ///
 /// The data is a slice sorted by key rather than a [`Record`]'s map: a `BTreeMap` allocates a
-/// node with room for eleven entries even for one key, which made a stored one-key session take
-/// 894 bytes against tower-sessions' 495 (the benchmark's memory-per-session figure).
+/// node with room for eleven entries even for one key, which is most of the memory a small
+/// session takes (docs/performance.md has the measured bytes per session).
 #[derive(Debug)]
-struct Kept {
+struct CompactRecord {
     data: Box<[(Box<str>, Value)]>,
     user_id: Option<Box<str>>,
     created_at: Timestamp,
@@ -372,7 +372,7 @@ struct Kept {
     expires_at: Timestamp,
 }
 
-impl Kept {
+impl CompactRecord {
     fn new(record: &Record) -> Self {
         let data = record
             .data
@@ -451,7 +451,7 @@ impl Kept {
     }
 }
 
-impl From<Record> for Kept {
+impl From<Record> for CompactRecord {
     fn from(mut record: Record) -> Self {
         let data = std::mem::take(&mut record.data)
             .into_iter()
