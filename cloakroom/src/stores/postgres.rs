@@ -25,12 +25,13 @@ use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 use crate::error::StoreError;
 use crate::record::{Patch, Record};
 use crate::store::{Percentiles, Store, StoreStats};
-use crate::stores::{StoreUrl, checked_table_name};
+use crate::stores::StoreUrl;
+use crate::stores::sql::{DEFAULT_TABLE, checked_table_name, row_count, sql_limit};
 use crate::ticket::SessionHash;
 use crate::time::Timestamp;
 
-use super::batch::{Batcher, QueuedSave, SaveMany};
-use super::sql;
+use super::sql::batch::{Batcher, QueuedSave, SaveMany};
+use super::sql::driver as sql;
 
 const ENGINE: sql::Engine = sql::Engine {
     name: "postgres",
@@ -209,8 +210,8 @@ impl PostgresStore {
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            table: sql::DEFAULT_TABLE.to_owned(),
-            sql: Arc::new(Statements::new(sql::DEFAULT_TABLE)),
+            table: DEFAULT_TABLE.to_owned(),
+            sql: Arc::new(Statements::new(DEFAULT_TABLE)),
             batcher: Arc::new(OnceLock::new()),
             batch_connection: Arc::default(),
         }
@@ -551,13 +552,13 @@ impl Store for PostgresStore {
             .fetch_one(&self.pool)
             .await
             .map_err(|e| self.error(e))?;
-        Ok(sql::row_count(count))
+        Ok(row_count(count))
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
         let done = sqlx::query(self.sql.purge.clone())
             .bind(now.as_unix_millis())
-            .bind(sql::sql_limit(limit))
+            .bind(sql_limit(limit))
             .execute(&self.pool)
             .await
             .map_err(|e| self.error(e))?;
@@ -581,7 +582,7 @@ impl Store for PostgresStore {
         if top_users > 0 {
             let rows = sqlx::query(self.sql.top_users.clone())
                 .bind(now.as_unix_millis())
-                .bind(sql::sql_limit(top_users))
+                .bind(sql_limit(top_users))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| self.error(e))?;

@@ -11,6 +11,8 @@ use crate::error::StoreError;
 use crate::record::Patch;
 use crate::ticket::SessionHash;
 
+use super::MAX_BATCH;
+
 /// Groups the saves of concurrent requests, so that one round trip and one commit serve many.
 ///
 /// One task per store takes every save queued when it is free (at most [`MAX_BATCH`], distinct
@@ -28,9 +30,6 @@ pub(crate) struct Batcher {
     queue: mpsc::UnboundedSender<QueuedSave>,
     engine: &'static str,
 }
-
-/// Saves one batch takes at most.
-pub(crate) const MAX_BATCH: usize = 128;
 
 /// A save waiting for its batch, and where its answer goes.
 pub(crate) struct QueuedSave {
