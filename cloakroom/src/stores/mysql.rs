@@ -28,18 +28,19 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::ser::{Formatter, Serializer};
-use sqlx::mysql::{MySql, MySqlPool};
+use sqlx::mysql::{MySql, MySqlPool, MySqlQueryResult};
 use sqlx::{AssertSqlSafe, QueryBuilder, SqlSafeStr, SqlStr};
 
 use crate::error::StoreError;
 use crate::record::{Patch, Record};
 use crate::store::{Store, StoreStats};
 use crate::stores::StoreUrl;
-use crate::stores::sql::{DEFAULT_TABLE, checked_table_name, row_count, sql_limit};
+use crate::stores::sql::{DEFAULT_TABLE, checked_table_name};
 use crate::ticket::SessionHash;
 use crate::time::Timestamp;
 
 use super::sql::batch::{Batcher, QueuedSave, SaveMany};
+use super::sql::common::{Calls, RowsAffected};
 use super::sql::driver as sql;
 
 const ENGINE: sql::Engine = sql::Engine {
@@ -237,7 +238,17 @@ impl MySqlStore {
 
     /// Turns a driver error into the store error that says what to do.
     fn error(&self, error: sqlx::Error) -> StoreError {
-        sql::error(&ENGINE, &self.table, error)
+        map_error(&self.table, error)
+    }
+
+    /// Where the calls MySQL runs as PostgreSQL does run.
+    fn calls(&self) -> Calls<'_, MySql> {
+        Calls {
+            engine: &ENGINE,
+            pool: &self.pool,
+            table: &self.table,
+            error: map_error,
+        }
     }
 
     /// Runs a patch as `save` (no `new`) or `rotate`; `true` if a live row took it.
@@ -306,6 +317,17 @@ impl MySqlStore {
             .await
             .map_err(|e| self.error(e))?;
         Ok(())
+    }
+}
+
+/// Turns a driver error on `table` into the store error that says what to do.
+fn map_error(table: &str, error: sqlx::Error) -> StoreError {
+    sql::error(&ENGINE, table, error)
+}
+
+impl RowsAffected for MySqlQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
     }
 }
 
@@ -628,14 +650,10 @@ impl Store for MySqlStore {
     }
 
     async fn load(&self, hash: &SessionHash, now: Timestamp) -> Result<Option<Record>, StoreError> {
-        let row = sqlx::query(self.sql.load.clone())
-            .bind(hash.to_string())
-            .bind(now.as_unix_millis())
-            .fetch_optional(&self.pool)
+        let statement = &self.sql.load;
+        self.calls()
+            .load(statement, hash, now, decode_user_id)
             .await
-            .map_err(|e| self.error(e))?;
-        row.map(|row| sql::decode_record(&ENGINE, &row, decode_user_id))
-            .transpose()
     }
 
     async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
@@ -652,12 +670,7 @@ impl Store for MySqlStore {
     }
 
     async fn delete(&self, hash: &SessionHash) -> Result<bool, StoreError> {
-        let done = sqlx::query(self.sql.delete.clone())
-            .bind(hash.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(done.rows_affected() > 0)
+        self.calls().delete(&self.sql.delete, hash).await
     }
 
     async fn list_user(
@@ -665,15 +678,11 @@ impl Store for MySqlStore {
         user_id: &str,
         now: Timestamp,
     ) -> Result<Vec<(SessionHash, Record)>, StoreError> {
-        let rows = sqlx::query(self.sql.list_user.clone())
-            .bind(user_id.as_bytes())
-            .bind(now.as_unix_millis())
-            .fetch_all(&self.pool)
+        let statement = &self.sql.list_user;
+        let user_id = user_id.as_bytes();
+        self.calls()
+            .list_user(statement, user_id, now, decode_user_id)
             .await
-            .map_err(|e| self.error(e))?;
-        rows.iter()
-            .map(|row| sql::decode_listed(&ENGINE, row, decode_user_id))
-            .collect()
     }
 
     async fn revoke_user(
@@ -681,32 +690,17 @@ impl Store for MySqlStore {
         user_id: &str,
         except: Option<&SessionHash>,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query(self.sql.revoke_user.clone())
-            .bind(user_id.as_bytes())
-            .bind(except.map(SessionHash::to_string))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(done.rows_affected())
+        let statement = &self.sql.revoke_user;
+        let user_id = user_id.as_bytes();
+        self.calls().revoke_user(statement, user_id, except).await
     }
 
     async fn count(&self, now: Timestamp) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar(self.sql.count.clone())
-            .bind(now.as_unix_millis())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(row_count(count))
+        self.calls().count(&self.sql.count, now).await
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
-        let done = sqlx::query(self.sql.purge.clone())
-            .bind(now.as_unix_millis())
-            .bind(sql_limit(limit))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(done.rows_affected())
+        self.calls().purge(&self.sql.purge, now, limit).await
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -727,16 +721,11 @@ impl Store for MySqlStore {
             .map_err(|e| self.error(e))?;
         let mut stats = sql::decode_stats(&ENGINE, &row)?;
         if top_users > 0 {
-            let rows = sqlx::query(self.sql.top_users.clone())
-                .bind(now)
-                .bind(sql_limit(top_users))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.error(e))?;
-            stats.top_users = rows
-                .iter()
-                .map(|row| sql::decode_top_user(&ENGINE, row, decode_user_id))
-                .collect::<Result<_, _>>()?;
+            let statement = &self.sql.top_users;
+            let now = Timestamp::from_unix_millis(now);
+            stats.top_users = (self.calls())
+                .top_users(statement, now, top_users, decode_user_id)
+                .await?;
         }
         Ok(stats)
     }

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use serde::ser::{Serialize, Serializer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgConnection, PgPool, PgRow};
+use sqlx::postgres::{PgConnection, PgPool, PgQueryResult, PgRow, Postgres};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 
@@ -26,11 +26,12 @@ use crate::error::StoreError;
 use crate::record::{Patch, Record};
 use crate::store::{Percentiles, Store, StoreStats};
 use crate::stores::StoreUrl;
-use crate::stores::sql::{DEFAULT_TABLE, checked_table_name, row_count, sql_limit};
+use crate::stores::sql::{DEFAULT_TABLE, checked_table_name};
 use crate::ticket::SessionHash;
 use crate::time::Timestamp;
 
 use super::sql::batch::{Batcher, QueuedSave, SaveMany};
+use super::sql::common::{Calls, RowsAffected};
 use super::sql::driver as sql;
 
 const ENGINE: sql::Engine = sql::Engine {
@@ -281,18 +282,17 @@ impl PostgresStore {
 
     /// Turns a driver error into the store error that says what to do.
     fn error(&self, error: sqlx::Error) -> StoreError {
-        if let sqlx::Error::Database(db) = &error
-            // The NUL character in jsonb (22P05) or text (22021); a user id too long for the
-            // index (54000). Retrying cannot help, so this is not "unavailable".
-            && let Some("22P05" | "22021" | "54000") = db.code().as_deref()
-        {
-            return StoreError::Config(format!(
-                "PostgreSQL refused the session data or user id: {}; it cannot store the NUL \
-                 character (U+0000) in jsonb or text, nor index user ids over about 2,700 bytes",
-                db.message()
-            ));
+        map_error(&self.table, error)
+    }
+
+    /// Where the calls PostgreSQL runs as MySQL does run.
+    fn calls(&self) -> Calls<'_, Postgres> {
+        Calls {
+            engine: &ENGINE,
+            pool: &self.pool,
+            table: &self.table,
+            error: map_error,
         }
-        sql::error(&ENGINE, &self.table, error)
     }
 
     /// Runs a patch as `save` (no `new`) or `rotate`; `true` if a live row took it.
@@ -318,6 +318,28 @@ impl PostgresStore {
         }
         let done = query.execute(&self.pool).await.map_err(|e| self.error(e))?;
         Ok(done.rows_affected() > 0)
+    }
+}
+
+/// Turns a driver error on `table` into the store error that says what to do.
+fn map_error(table: &str, error: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &error
+            // The NUL character in jsonb (22P05) or text (22021); a user id too long for the
+            // index (54000). Retrying cannot help, so this is not "unavailable".
+            && let Some("22P05" | "22021" | "54000") = db.code().as_deref()
+    {
+        return StoreError::Config(format!(
+            "PostgreSQL refused the session data or user id: {}; it cannot store the NUL \
+                 character (U+0000) in jsonb or text, nor index user ids over about 2,700 bytes",
+            db.message()
+        ));
+    }
+    sql::error(&ENGINE, table, error)
+}
+
+impl RowsAffected for PgQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
     }
 }
 
@@ -484,14 +506,10 @@ impl Store for PostgresStore {
     }
 
     async fn load(&self, hash: &SessionHash, now: Timestamp) -> Result<Option<Record>, StoreError> {
-        let row = sqlx::query(self.sql.load.clone())
-            .bind(hash.to_string())
-            .bind(now.as_unix_millis())
-            .fetch_optional(&self.pool)
+        let statement = &self.sql.load;
+        self.calls()
+            .load(statement, hash, now, decode_user_id)
             .await
-            .map_err(|e| self.error(e))?;
-        row.map(|row| sql::decode_record(&ENGINE, &row, decode_user_id))
-            .transpose()
     }
 
     async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
@@ -508,12 +526,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete(&self, hash: &SessionHash) -> Result<bool, StoreError> {
-        let done = sqlx::query(self.sql.delete.clone())
-            .bind(hash.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(done.rows_affected() > 0)
+        self.calls().delete(&self.sql.delete, hash).await
     }
 
     async fn list_user(
@@ -521,15 +534,10 @@ impl Store for PostgresStore {
         user_id: &str,
         now: Timestamp,
     ) -> Result<Vec<(SessionHash, Record)>, StoreError> {
-        let rows = sqlx::query(self.sql.list_user.clone())
-            .bind(user_id)
-            .bind(now.as_unix_millis())
-            .fetch_all(&self.pool)
+        let statement = &self.sql.list_user;
+        self.calls()
+            .list_user(statement, user_id, now, decode_user_id)
             .await
-            .map_err(|e| self.error(e))?;
-        rows.iter()
-            .map(|row| sql::decode_listed(&ENGINE, row, decode_user_id))
-            .collect()
     }
 
     async fn revoke_user(
@@ -537,32 +545,16 @@ impl Store for PostgresStore {
         user_id: &str,
         except: Option<&SessionHash>,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query(self.sql.revoke_user.clone())
-            .bind(user_id)
-            .bind(except.map(SessionHash::to_string))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(done.rows_affected())
+        let statement = &self.sql.revoke_user;
+        self.calls().revoke_user(statement, user_id, except).await
     }
 
     async fn count(&self, now: Timestamp) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar(self.sql.count.clone())
-            .bind(now.as_unix_millis())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(row_count(count))
+        self.calls().count(&self.sql.count, now).await
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
-        let done = sqlx::query(self.sql.purge.clone())
-            .bind(now.as_unix_millis())
-            .bind(sql_limit(limit))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(done.rows_affected())
+        self.calls().purge(&self.sql.purge, now, limit).await
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -580,16 +572,10 @@ impl Store for PostgresStore {
             ..sql::decode_stats(&ENGINE, &row)?
         };
         if top_users > 0 {
-            let rows = sqlx::query(self.sql.top_users.clone())
-                .bind(now.as_unix_millis())
-                .bind(sql_limit(top_users))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.error(e))?;
-            stats.top_users = rows
-                .iter()
-                .map(|row| sql::decode_top_user(&ENGINE, row, decode_user_id))
-                .collect::<Result<_, _>>()?;
+            let statement = &self.sql.top_users;
+            stats.top_users = (self.calls())
+                .top_users(statement, now, top_users, decode_user_id)
+                .await?;
         }
         Ok(stats)
     }

@@ -9,6 +9,8 @@
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) mod batch;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) mod common;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) mod driver;
 
 use crate::error::StoreError;

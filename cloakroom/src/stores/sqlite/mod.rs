@@ -20,8 +20,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension};
 use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 
 use self::connection::{Target, switch_to_wal};
