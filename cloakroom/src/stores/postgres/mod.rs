@@ -4,23 +4,26 @@
 //! Every session operation is one SQL statement, so one round trip: a patch is applied by the
 //! server (`(data - removed) || set`) to whatever the row holds when the statement runs, and row
 //! locking makes concurrent patches to one session queue up instead of overwriting each other.
+//! The statements are in `statements.rs`.
 //!
 //! Saves from concurrent requests share statements: a save waits for no timer, but while one
 //! batch of saves is at the database, the saves that arrive queue up and then go together as
-//! one `UPDATE … FROM unnest(…)`, one round trip and one commit for all of them (see
-//! `Batcher`). Under load this cuts the commits, which cost far more than the reads, by the
-//! number of requests in flight.
+//! one `UPDATE … FROM unnest(…)`, one round trip and one commit for all of them (`batch.rs`,
+//! on the batcher shared with MySQL). Under load this cuts the commits, which cost far more than
+//! the reads, by the number of requests in flight.
 
-use std::collections::HashSet;
+mod batch;
+mod statements;
+
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use serde::ser::{Serialize, Serializer};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnection, PgPool, PgQueryResult, PgRow, Postgres};
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
+use sqlx::{AssertSqlSafe, SqlStr};
+
+use self::statements::{SetObject, Statements};
 
 use crate::error::StoreError;
 use crate::record::{Patch, Record};
@@ -30,7 +33,7 @@ use crate::stores::sql::{DEFAULT_TABLE, checked_table_name};
 use crate::ticket::SessionHash;
 use crate::time::Timestamp;
 
-use super::sql::batch::{Batcher, QueuedSave, SaveMany};
+use super::sql::batch::{Batcher, SaveMany};
 use super::sql::common::{Calls, RowsAffected};
 use super::sql::driver as sql;
 
@@ -78,112 +81,6 @@ pub struct PostgresStore {
     /// The batch task's own connection, taken out of the pool when the first batch runs (see
     /// [`SaveMany::save_many`]); empty in every other copy of the store.
     batch_connection: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
-}
-
-/// The statements for one table, built once: identifiers cannot be bound as parameters, so the
-/// (checked) table name is spliced in here and nowhere else.
-#[derive(Debug)]
-struct Statements {
-    load: SqlStr,
-    create: SqlStr,
-    save: SqlStr,
-    save_many: SqlStr,
-    rotate: SqlStr,
-    delete: SqlStr,
-    list_user: SqlStr,
-    revoke_user: SqlStr,
-    count: SqlStr,
-    purge: SqlStr,
-    stats: SqlStr,
-    top_users: SqlStr,
-}
-
-impl Statements {
-    fn new(table: &str) -> Self {
-        let t = format!("\"{table}\"");
-        let sql = |text: String| AssertSqlSafe(text).into_sql_str();
-        // $1 = id (old id for rotate), $2 = whether the data changes, $3 = clear, $4 = removed
-        // keys, $5 = keys to set, $6 = whether user_id changes, $7 = new user_id, $8 = new expiry,
-        // $9 = now. The data expression is guarded by $2 so that a touch leaves the (possibly
-        // TOASTed) JSONB untouched instead of rewriting an identical copy.
-        let set = "data = CASE WHEN $2 \
-                THEN (CASE WHEN $3 THEN '{}'::jsonb ELSE data END - $4::text[]) || $5::jsonb \
-                ELSE data END, \
-             user_id = CASE WHEN $6 THEN $7::text ELSE user_id END, \
-             expires_at = COALESCE($8::bigint, expires_at), \
-             updated_at = $9";
-        let columns = "user_id, data, created_at, updated_at, expires_at";
-        Self {
-            load: sql(format!(
-                "SELECT {columns} FROM {t} WHERE id = $1 AND expires_at > $2"
-            )),
-            // Only an expired row may be replaced, and only in this same statement; a live one
-            // makes the upsert update nothing, which `create` reports as a collision.
-            create: sql(format!(
-                "INSERT INTO {t} AS s (id, {columns}) VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (id) DO UPDATE SET user_id = EXCLUDED.user_id, data = EXCLUDED.data, \
-                 created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
-                 expires_at = EXCLUDED.expires_at \
-                 WHERE s.expires_at <= EXCLUDED.created_at"
-            )),
-            save: sql(format!(
-                "UPDATE {t} SET {set} WHERE id = $1 AND expires_at > $9"
-            )),
-            rotate: sql(format!(
-                "UPDATE {t} SET id = $10, {set} WHERE id = $1 AND expires_at > $9"
-            )),
-            // `save` for many sessions at once: one row of arrays per save, the same columns as
-            // `save`'s parameters (removed keys and set keys as JSON text). Ids are distinct.
-            save_many: sql(format!(
-                "UPDATE {t} AS s SET \
-                 data = CASE WHEN p.changes \
-                    THEN (CASE WHEN p.clear THEN '{{}}'::jsonb ELSE s.data END \
-                          - ARRAY(SELECT jsonb_array_elements_text(p.remove::jsonb))) \
-                         || p.set::jsonb \
-                    ELSE s.data END, \
-                 user_id = CASE WHEN p.user_changes THEN p.user_id ELSE s.user_id END, \
-                 expires_at = COALESCE(p.expires_at, s.expires_at), \
-                 updated_at = p.now \
-                 FROM unnest($1::text[], $2::bool[], $3::bool[], $4::text[], $5::text[], \
-                    $6::bool[], $7::text[], $8::int8[], $9::int8[]) \
-                    AS p(id, changes, clear, remove, set, user_changes, user_id, expires_at, now) \
-                 WHERE s.id = p.id AND s.expires_at > p.now \
-                 RETURNING s.id"
-            )),
-            delete: sql(format!("DELETE FROM {t} WHERE id = $1")),
-            list_user: sql(format!(
-                "SELECT id, {columns} FROM {t} WHERE user_id = $1 AND expires_at > $2 \
-                 ORDER BY created_at, id"
-            )),
-            revoke_user: sql(format!(
-                "DELETE FROM {t} WHERE user_id = $1 AND id IS DISTINCT FROM $2"
-            )),
-            count: sql(format!("SELECT COUNT(*) FROM {t} WHERE expires_at > $1")),
-            // SKIP LOCKED lets several instances purge at once without queueing on each other's
-            // rows; the outer condition is checked again on the row as it is when deleted, so a
-            // row that `create` replaced meanwhile survives.
-            purge: sql(format!(
-                "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= $1 \
-                 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) AND expires_at <= $1"
-            )),
-            // One pass over the table; sizes are of the text PostgreSQL renders, which is close
-            // to (a little larger than) cloakroom's compact JSON.
-            stats: sql(format!(
-                "SELECT COUNT(*) FILTER (WHERE expires_at > $1), \
-                 COUNT(*) FILTER (WHERE expires_at <= $1), \
-                 MIN(created_at) FILTER (WHERE expires_at > $1), \
-                 MAX(created_at) FILTER (WHERE expires_at > $1), \
-                 percentile_disc(ARRAY[0.5, 0.9, 0.99]::float8[]) \
-                 WITHIN GROUP (ORDER BY octet_length(data::text)) FILTER (WHERE expires_at > $1), \
-                 MAX(octet_length(data::text)) FILTER (WHERE expires_at > $1) \
-                 FROM {t}"
-            )),
-            top_users: sql(format!(
-                "SELECT user_id, COUNT(*) FROM {t} WHERE user_id IS NOT NULL AND expires_at > $1 \
-                 GROUP BY user_id ORDER BY COUNT(*) DESC, user_id LIMIT $2"
-            )),
-        }
-    }
 }
 
 impl PostgresStore {
@@ -355,110 +252,6 @@ fn index_name(table: &str, suffix: &str) -> String {
     // Table names are ASCII (checked), so byte slicing is on character boundaries.
     let keep = 63 - suffix.len() - tag.len() - 2;
     format!("{}_{tag}_{suffix}", &table[..keep.min(table.len())])
-}
-
-/// The keys a patch sets, serialized as one JSON object without copying the values.
-struct SetObject<'a>(&'a [(String, Value)]);
-
-impl Serialize for SetObject<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // A key set twice keeps its last value, as `Patch::apply_to` would.
-        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
-    }
-}
-
-#[async_trait]
-impl SaveMany for PostgresStore {
-    const ENGINE: &'static str = ENGINE.name;
-
-    fn batcher(&self) -> &OnceLock<Batcher> {
-        &self.batcher
-    }
-
-    fn without_batcher(&self) -> Self {
-        Self {
-            batcher: Arc::new(OnceLock::new()),
-            batch_connection: Arc::default(),
-            ..self.clone()
-        }
-    }
-
-    async fn save_many(&self, batch: &[QueuedSave]) -> Result<Vec<bool>, StoreError> {
-        fn column<'a, T>(batch: &'a [QueuedSave], f: impl Fn(&'a Patch) -> T) -> Vec<T> {
-            batch.iter().map(|save| f(&save.patch)).collect()
-        }
-        let ids: Vec<String> = batch.iter().map(|save| save.hash.to_string()).collect();
-        // Strings and JSON values always serialize; the fallbacks are never used.
-        let remove = column(batch, |p| {
-            serde_json::to_string(&p.remove).unwrap_or_else(|_| "[]".into())
-        });
-        let set = column(batch, |p| {
-            serde_json::to_string(&SetObject(&p.set)).unwrap_or_else(|_| "{}".into())
-        });
-        let mut slot = self.batch_connection.lock().await;
-        let connection = match &mut *slot {
-            Some(connection) => connection,
-            empty => empty.insert(self.open_batch_connection().await?),
-        };
-        let saved = sqlx::query_scalar(self.sql.save_many.clone())
-            .bind(&ids)
-            .bind(column(batch, Patch::changes_data))
-            .bind(column(batch, |p| p.clear))
-            .bind(remove)
-            .bind(set)
-            .bind(column(batch, |p| p.user_id.is_some()))
-            .bind(column(batch, |p| {
-                p.user_id.as_ref().and_then(Option::as_deref)
-            }))
-            .bind(column(batch, |p| {
-                p.expires_at.map(Timestamp::as_unix_millis)
-            }))
-            .bind(column(batch, |p| p.updated_at.as_unix_millis()))
-            .fetch_all(&mut *connection)
-            .await;
-        let saved: HashSet<String> = match saved {
-            Ok(saved) => saved.into_iter().collect(),
-            Err(error) => {
-                // Anything but the database refusing the statement may have left the
-                // connection unusable: the next batch opens another.
-                if !matches!(error, sqlx::Error::Database(_)) {
-                    *slot = None;
-                }
-                return Err(self.error(error));
-            }
-        };
-        Ok(ids.iter().map(|id| saved.contains(id)).collect())
-    }
-
-    async fn save_one(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
-        self.update(&self.sql.save, hash, None, patch).await
-    }
-}
-
-impl PostgresStore {
-    /// A connection for the batch task alone, taken out of the pool (which may open another in
-    /// its place): batches then never wait behind loads for a connection.
-    ///
-    /// It plans the batch statement on every run. Otherwise, after five runs, PostgreSQL would
-    /// cache a generic plan made for the table as it was then, and a plan made while the table
-    /// was small (a hash join over a full scan) stays in use as the table grows, until
-    /// statistics are refreshed (never, with autovacuum off). Measured: a batch on a
-    /// 200,000-row table took 26 ms with such a plan, 0.07 ms with its own (an index lookup per
-    /// id). Setting this for the one connection keeps the statement prepared (one round trip
-    /// per batch) without changing how the pool's connections plan the app's own queries.
-    async fn open_batch_connection(&self) -> Result<PgConnection, StoreError> {
-        let mut connection = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| self.error(e))?
-            .detach();
-        sqlx::query("SET plan_cache_mode = force_custom_plan")
-            .execute(&mut connection)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(connection)
-    }
 }
 
 /// User ids are `TEXT`: read as they are.
