@@ -3,8 +3,9 @@
 //! back (session hashes, JSON data, counts), and how many saves one commit serves.
 //!
 //! The sqlx-based stores (PostgreSQL, MySQL) share more: connecting, error mapping and row
-//! decoding (`driver`) and the save batcher (`batch`). What differs between the dialects (schemas, how a patch
-//! becomes SQL, MariaDB's JSON workarounds) stays in each store's own folder.
+//! decoding (`driver`), the save batcher (`batch`), and the Store calls whose statements take
+//! the same parameters in both dialects (`common`). What differs between the dialects (schemas,
+//! how a patch becomes SQL, MariaDB's JSON workarounds) stays in each store's own folder.
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) mod batch;
