@@ -184,9 +184,10 @@ fn lock_index(hash: &SessionHash) -> usize {
 /// The directory named by a `file:` URL.
 fn dir_from_url(url: &StoreUrl) -> Result<PathBuf, StoreError> {
     let text = url.driver_url.as_str();
-    let own = ["table", "prefix", "capacity"]
-        .into_iter()
-        .find(|key| url.option(key).is_some());
+    let own = super::OWN_OPTIONS
+        .iter()
+        .find(|key| url.option(key).is_some())
+        .copied();
     let (base, query) = text.split_once('?').unwrap_or((text, ""));
     if let Some(key) = own.or((!query.is_empty()).then_some(query)) {
         return Err(StoreError::Config(format!(

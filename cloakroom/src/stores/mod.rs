@@ -1,6 +1,6 @@
-//! The stores that ship with cloakroom, each behind its cargo feature; [`connect`], which picks
-//! one by URL; and [`open`], which also accepts `cookie://`, for sessions sealed in the cookie
-//! instead of stored.
+//! The stores that ship with cloakroom, each in its own module behind its cargo feature;
+//! [`connect`], which picks one by URL; and [`open`], which also accepts `cookie://`, for
+//! sessions sealed in the cookie instead of stored. What the SQL stores share is in `sql/`.
 //!
 //! | URL | feature | store |
 //! |---|---|---|
@@ -20,8 +20,6 @@ use std::sync::Arc;
 use crate::error::StoreError;
 use crate::store::Store;
 
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-mod batch;
 #[cfg(feature = "file")]
 pub mod file;
 #[cfg(feature = "memory")]
@@ -32,7 +30,7 @@ pub mod mysql;
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
-#[cfg(any(feature = "postgres", feature = "mysql"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -193,7 +191,7 @@ pub struct StoreUrl {
 }
 
 /// Query-string keys that belong to cloakroom, not to the driver.
-const OWN_OPTIONS: &[&str] = &["table", "prefix", "capacity"];
+pub(crate) const OWN_OPTIONS: &[&str] = &["table", "prefix", "capacity"];
 
 impl StoreUrl {
     /// Splits `url`. Fails when there is no scheme.
@@ -266,39 +264,6 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Checks a table name from configuration before it is spliced into SQL (identifiers cannot be
-/// bound as parameters).
-#[allow(dead_code)]
-pub(crate) fn checked_table_name(name: &str) -> Result<&str, StoreError> {
-    let mut chars = name.chars();
-    let valid = name.len() <= 63
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if valid {
-        Ok(name)
-    } else {
-        Err(StoreError::Config(format!(
-            "table name {name:?} must be 1-63 letters, digits or underscores, not starting with a digit"
-        )))
-    }
-}
-
-/// The keys a patch sets, as one JSON object (what SQL engines merge into the stored data).
-#[allow(dead_code)]
-pub(crate) fn set_object(patch: &crate::Patch) -> serde_json::Value {
-    serde_json::Value::Object(patch.set.iter().cloned().collect())
-}
-
-/// Parses stored JSON data, reporting a [`StoreError::Corrupt`] instead of failing the request
-/// with a panic.
-#[allow(dead_code)]
-pub(crate) fn parse_data(store: &'static str, text: &str) -> Result<crate::Data, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::corrupt(store, format!("data is not a JSON object: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,13 +297,5 @@ mod tests {
             "mysql://root@localhost/test"
         );
         assert_eq!(redact("redis://:pw@host"), "redis://:***@host");
-    }
-
-    #[test]
-    fn table_names_are_identifiers() {
-        assert!(checked_table_name("cloakroom_sessions").is_ok());
-        for bad in ["", "1abc", "a-b", "s; DROP TABLE x", &"a".repeat(64)] {
-            assert!(checked_table_name(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -1,5 +1,10 @@
 //! Saves of concurrent requests, grouped so that one statement serves many (PostgreSQL and
 //! MySQL).
+//!
+//! Invariants: a batch holds at most [`MAX_BATCH`] saves of distinct sessions (a second save of
+//! one session waits for the next batch, so patches to one session apply one after the other);
+//! rows are locked in id order; a batch that fails is retried save by save, so one bad save fails
+//! only itself; a save is answered only once its statement has committed.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::OnceLock;
@@ -11,6 +16,8 @@ use crate::error::StoreError;
 use crate::record::Patch;
 use crate::ticket::SessionHash;
 
+use super::MAX_BATCH;
+
 /// Groups the saves of concurrent requests, so that one round trip and one commit serve many.
 ///
 /// One task per store takes every save queued when it is free (at most [`MAX_BATCH`], distinct
@@ -20,17 +27,13 @@ use crate::ticket::SessionHash;
 /// once, each runs as its own [`SaveMany::save_one`], so that one session's bad data fails only
 /// its own save.
 ///
-/// (Running a batch as one transaction of single-row updates instead of one statement was
-/// measured no faster than separate commits on MySQL, since the updates then wait on each
-/// other's round trips.)
+/// A batch is one statement, not one transaction of single-row updates, whose updates would wait
+/// on each other's round trips (measured in `docs/design.md`, "SQL stores").
 #[derive(Debug)]
 pub(crate) struct Batcher {
     queue: mpsc::UnboundedSender<QueuedSave>,
     engine: &'static str,
 }
-
-/// Saves one batch takes at most.
-pub(crate) const MAX_BATCH: usize = 128;
 
 /// A save waiting for its batch, and where its answer goes.
 pub(crate) struct QueuedSave {

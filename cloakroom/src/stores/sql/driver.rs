@@ -1,7 +1,7 @@
-//! What the SQL stores on sqlx (PostgreSQL, MySQL / MariaDB) share: pool settings and the
-//! default table, the first half of `connect`, turning driver errors into store errors, and
-//! turning rows back into cloakroom's types. Everything specific to an engine's SQL dialect (its
-//! statements, its schema, how it applies a patch) stays in that engine's file.
+//! What the SQL stores on sqlx (PostgreSQL, MySQL / MariaDB) share: pool settings, the first
+//! half of `connect`, turning driver errors into store errors, and turning rows back into
+//! cloakroom's types. Everything specific to an engine's SQL dialect (its statements, its schema,
+//! how it applies a patch) stays in that engine's folder.
 
 use std::fmt;
 use std::time::Duration;
@@ -13,7 +13,9 @@ use sqlx::{ColumnIndex, Connection, Database, Decode, Pool, Row, Type};
 use crate::error::StoreError;
 use crate::record::{Data, Record};
 use crate::store::StoreStats;
-use crate::stores::{StoreUrl, checked_table_name};
+use crate::stores::StoreUrl;
+
+use super::{DEFAULT_TABLE, checked_table_name, parse_hash, row_count};
 use crate::ticket::SessionHash;
 use crate::time::Timestamp;
 
@@ -30,9 +32,6 @@ pub(crate) struct Engine {
     /// The error code the server reports for a table that does not exist.
     pub(crate) missing_table: &'static str,
 }
-
-/// The table sessions live in unless `?table=` or `with_table` says otherwise.
-pub(crate) const DEFAULT_TABLE: &str = "cloakroom_sessions";
 
 /// How long a request waits for a connection, opening one included. Sessions are loaded on the
 /// request path, so a database that cannot be reached must turn into an error (and a 503) in
@@ -225,29 +224,6 @@ where
     let user = decode_user_id(stats_column(engine, row, 0)?)?;
     let sessions = stats_column(engine, row, 1)?;
     Ok((user, row_count(sessions)))
-}
-
-/// A `COUNT(*)` as cloakroom reports it.
-pub(crate) fn row_count(count: i64) -> u64 {
-    u64::try_from(count).unwrap_or(0)
-}
-
-/// Parses a session hash read back from an `id` column.
-fn parse_hash(store: &'static str, text: &str) -> Result<SessionHash, StoreError> {
-    text.parse().map_err(|_| {
-        StoreError::corrupt(
-            store,
-            format!(
-                "id {:?} is not a 64-digit hex session hash",
-                text.chars().take(80).collect::<String>()
-            ),
-        )
-    })
-}
-
-/// `purge_expired`'s limit as the signed integer SQL `LIMIT` takes.
-pub(crate) fn sql_limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 /// A driver error with what the user should do about it, for the cases where the driver's own

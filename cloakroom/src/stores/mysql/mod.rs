@@ -11,35 +11,33 @@
 //! all of them. A lone save goes at once; a batch the server or a check refuses is retried save
 //! by save, so a bad patch fails only itself.
 //!
-//! MariaDB needs three precautions, each covered by the tests:
-//! - `JSON` is an alias of `LONGTEXT` there, so values are passed through `JSON_EXTRACT(?, '$')`,
-//!   which makes the server treat them as JSON; a plain string parameter would be stored as a JSON
-//!   *string* holding the text.
-//! - `JSON_REMOVE` with several paths from statement parameters misses non-ASCII names after an
-//!   odd number of removals (seen on 10.11; its source suggests it rescans its intermediate result
-//!   in a buffer whose character set was never set). All JSON that cloakroom writes is therefore
-//!   pure ASCII, with other characters as `\uXXXX` escapes, which every charset reads alike.
-//!   MySQL parses it into its binary format and is unaffected either way.
-//! - A quoted path name starting with `-` is rejected as a syntax error, so that `-` is escaped.
+//! MariaDB stores JSON as text and has quirks with it; `json.rs` says which and how every value
+//! and key is written to get round them. `patch.rs` compiles patches and batches to SQL.
+
+mod json;
+mod patch;
 
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use serde::Serialize;
-use serde_json::ser::{Formatter, Serializer};
-use sqlx::mysql::{MySql, MySqlPool};
+use sqlx::mysql::{MySql, MySqlPool, MySqlQueryResult};
 use sqlx::{AssertSqlSafe, QueryBuilder, SqlSafeStr, SqlStr};
+
+use self::json::ascii_json;
+use self::patch::{push_live_rows, save_many_statement, update_statement};
 
 use crate::error::StoreError;
 use crate::record::{Patch, Record};
 use crate::store::{Store, StoreStats};
-use crate::stores::{StoreUrl, checked_table_name};
+use crate::stores::StoreUrl;
+use crate::stores::sql::{DEFAULT_TABLE, checked_table_name};
 use crate::ticket::SessionHash;
 use crate::time::Timestamp;
 
-use super::batch::{Batcher, QueuedSave, SaveMany};
-use super::sql;
+use super::sql::batch::{Batcher, QueuedSave, SaveMany};
+use super::sql::common::{Calls, RowsAffected};
+use super::sql::driver as sql;
 
 const ENGINE: sql::Engine = sql::Engine {
     name: "mysql",
@@ -52,9 +50,6 @@ const ENGINE: sql::Engine = sql::Engine {
 /// The longest user id the `user_id` column holds, in bytes. Kept under InnoDB's smallest index
 /// key limit (767 bytes) so the schema works with every row format.
 pub const MAX_USER_ID_BYTES: usize = 255;
-
-/// The most placeholders one prepared statement may have (the protocol counts them in 16 bits).
-const MAX_PARAMETERS: usize = 65_535;
 
 /// Keeps sessions in MySQL (5.7 and later) or MariaDB (10.5 and later), one row per session,
 /// shared by every app instance that uses the same database and table.
@@ -181,8 +176,8 @@ impl MySqlStore {
     pub fn new(pool: MySqlPool) -> Self {
         Self {
             pool,
-            table: sql::DEFAULT_TABLE.to_owned(),
-            sql: Arc::new(Statements::new(sql::DEFAULT_TABLE)),
+            table: DEFAULT_TABLE.to_owned(),
+            sql: Arc::new(Statements::new(DEFAULT_TABLE)),
             batcher: Arc::new(OnceLock::new()),
         }
     }
@@ -236,7 +231,17 @@ impl MySqlStore {
 
     /// Turns a driver error into the store error that says what to do.
     fn error(&self, error: sqlx::Error) -> StoreError {
-        sql::error(&ENGINE, &self.table, error)
+        map_error(&self.table, error)
+    }
+
+    /// Where the calls MySQL runs as PostgreSQL does run.
+    fn calls(&self) -> Calls<'_, MySql> {
+        Calls {
+            engine: &ENGINE,
+            pool: &self.pool,
+            table: &self.table,
+            error: map_error,
+        }
     }
 
     /// Runs a patch as `save` (no `new`) or `rotate`; `true` if a live row took it.
@@ -246,43 +251,7 @@ impl MySqlStore {
         new: Option<&SessionHash>,
         patch: &Patch,
     ) -> Result<bool, StoreError> {
-        if let Some(Some(user_id)) = &patch.user_id {
-            check_user_id(user_id)?;
-        }
-        let parameters = usize::from(new.is_some()) + parameters(patch) + 2;
-        if parameters > MAX_PARAMETERS {
-            return Err(StoreError::Config(format!(
-                "a patch changing {} keys needs {parameters} statement parameters, more than \
-                 MySQL's {MAX_PARAMETERS}; change fewer keys per request",
-                patch.set.len() + if patch.clear { 0 } else { patch.remove.len() }
-            )));
-        }
-
-        let mut query = QueryBuilder::<MySql>::new("UPDATE ");
-        query.push(&self.sql.table).push(" SET updated_at = ");
-        query.push_bind(patch.updated_at.as_unix_millis());
-        if let Some(new) = new {
-            query.push(", id = ").push_bind(new.to_string());
-        }
-        if patch.changes_data() {
-            query.push(", data = ");
-            push_data(&mut query, patch)?;
-        }
-        if let Some(user_id) = &patch.user_id {
-            query
-                .push(", user_id = ")
-                .push_bind(user_id.as_deref().map(str::as_bytes));
-        }
-        if let Some(expires_at) = patch.expires_at {
-            query
-                .push(", expires_at = ")
-                .push_bind(expires_at.as_unix_millis());
-        }
-        query.push(" WHERE id = ").push_bind(id.to_string());
-        query
-            .push(" AND expires_at > ")
-            .push_bind(patch.updated_at.as_unix_millis());
-
+        let mut query = update_statement(&self.sql.table, id, new, patch)?;
         // The connection reports rows *matched* (sqlx sets CLIENT_FOUND_ROWS), so a patch that
         // happens to change nothing still counts as having found its session.
         let done = query
@@ -308,153 +277,18 @@ impl MySqlStore {
     }
 }
 
-/// The statement parameters a patch takes in `update`, besides the ids.
-fn parameters(patch: &Patch) -> usize {
-    let removed = if patch.clear { 0 } else { patch.remove.len() };
-    1 + removed
-        + 2 * patch.set.len()
-        + usize::from(patch.user_id.is_some())
-        + usize::from(patch.expires_at.is_some())
+/// Turns a driver error on `table` into the store error that says what to do.
+fn map_error(table: &str, error: sqlx::Error) -> StoreError {
+    sql::error(&ENGINE, table, error)
 }
 
-/// Pushes the patched `data`, built inside out: the start (`data`, or an empty object when the
-/// patch clears), `JSON_REMOVE` around it, then `JSON_SET` around that.
-fn push_data(query: &mut QueryBuilder<MySql>, patch: &Patch) -> Result<(), StoreError> {
-    let removed: &[String] = if patch.clear { &[] } else { &patch.remove };
-    if !patch.set.is_empty() {
-        query.push("JSON_SET(");
-    }
-    if !removed.is_empty() {
-        query.push("JSON_REMOVE(");
-    }
-    query.push(if patch.clear { "JSON_OBJECT()" } else { "data" });
-    if !removed.is_empty() {
-        for key in removed {
-            query.push(", ").push_bind(member_path(key)?);
-        }
-        query.push(")");
-    }
-    if !patch.set.is_empty() {
-        for (key, value) in &patch.set {
-            query.push(", ").push_bind(member_path(key)?);
-            query
-                .push(", JSON_EXTRACT(")
-                .push_bind(ascii_json(value)?)
-                .push(", '$')");
-        }
-        query.push(")");
-    }
-    Ok(())
-}
-
-/// The statement parameters one save takes in `save_many`: its id and value in each `CASE` it
-/// appears in (`updated_at`, the expiry check, and `data`, `user_id`, `expires_at` when it
-/// changes them), the data expression's own, and its id in `IN (…)`.
-fn batch_parameters(patch: &Patch) -> usize {
-    let removed = if patch.clear { 0 } else { patch.remove.len() };
-    let data = if patch.changes_data() {
-        1 + removed + 2 * patch.set.len()
-    } else {
-        0
-    };
-    2 + 2
-        + data
-        + 2 * usize::from(patch.user_id.is_some())
-        + 2 * usize::from(patch.expires_at.is_some())
-        + 1
-}
-
-/// Pushes `CASE id WHEN <id> THEN <then> … ELSE <otherwise> END` over the saves `wanted` picks;
-/// `ids` are the saves' ids as bound, in batch order.
-fn push_case(
-    query: &mut QueryBuilder<MySql>,
-    batch: &[QueuedSave],
-    ids: &[String],
-    otherwise: &str,
-    wanted: impl Fn(&Patch) -> bool,
-    mut then: impl FnMut(&mut QueryBuilder<MySql>, &Patch) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    query.push("CASE id");
-    for (save, id) in batch.iter().zip(ids) {
-        if !wanted(&save.patch) {
-            continue;
-        }
-        query.push(" WHEN ").push_bind(id.clone()).push(" THEN ");
-        then(query, &save.patch)?;
-    }
-    query.push(" ELSE ").push(otherwise).push(" END");
-    Ok(())
-}
-
-/// Pushes ` WHERE` for the rows of `batch` still live at their save's `updated_at`.
-fn push_live_rows(
-    query: &mut QueryBuilder<MySql>,
-    batch: &[QueuedSave],
-    ids: &[String],
-) -> Result<(), StoreError> {
-    query.push(" WHERE id IN (");
-    let mut list = query.separated(", ");
-    for id in ids {
-        list.push_bind(id.clone());
-    }
-    query.push(") AND expires_at > ");
-    push_case(query, batch, ids, "NULL", |_| true, push_updated_at)
-}
-
-fn push_updated_at(query: &mut QueryBuilder<MySql>, patch: &Patch) -> Result<(), StoreError> {
-    query.push_bind(patch.updated_at.as_unix_millis());
-    Ok(())
-}
-
-/// The JSON path of the top-level member `key`: `$."key"`, with the key escaped as a JSON string.
-/// Quoting makes keys like `a.b`, `a[0]` or `*` plain names rather than path syntax.
-fn member_path(key: &str) -> Result<String, StoreError> {
-    let quoted = ascii_json(key)?;
-    Ok(match quoted.strip_prefix("\"-") {
-        // MariaDB takes a quoted name starting with '-' for its negative array index syntax and
-        // fails; the escaped '-' parses, and names are compared unescaped.
-        Some(rest) => format!("$.\"\\u002d{rest}"),
-        None => format!("$.{quoted}"),
-    })
-}
-
-/// `value` as JSON text in pure ASCII (see the module docs for why).
-fn ascii_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
-    let mut out = Vec::new();
-    value
-        .serialize(&mut Serializer::with_formatter(&mut out, AsciiFormatter))
-        .map_err(|e| StoreError::Config(format!("session data cannot be written as JSON: {e}")))?;
-    // Only ASCII was written.
-    String::from_utf8(out)
-        .map_err(|e| StoreError::Config(format!("session data cannot be written as JSON: {e}")))
-}
-
-/// serde_json's compact output, except that strings escape every non-ASCII character.
-struct AsciiFormatter;
-
-impl Formatter for AsciiFormatter {
-    fn write_string_fragment<W: ?Sized + std::io::Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> std::io::Result<()> {
-        for run in fragment.split_inclusive(|c: char| !c.is_ascii()) {
-            let (ascii, last) = match run.chars().next_back() {
-                Some(c) if !c.is_ascii() => (&run[..run.len() - c.len_utf8()], Some(c)),
-                _ => (run, None),
-            };
-            writer.write_all(ascii.as_bytes())?;
-            if let Some(c) = last {
-                for unit in c.encode_utf16(&mut [0; 2]) {
-                    write!(writer, "\\u{unit:04x}")?;
-                }
-            }
-        }
-        Ok(())
+impl RowsAffected for MySqlQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
     }
 }
 
-fn check_user_id(user_id: &str) -> Result<(), StoreError> {
+pub(super) fn check_user_id(user_id: &str) -> Result<(), StoreError> {
     if user_id.len() > MAX_USER_ID_BYTES {
         return Err(StoreError::Config(format!(
             "user id is {} bytes; the MySQL store keeps at most {MAX_USER_ID_BYTES} \
@@ -469,79 +303,6 @@ fn check_user_id(user_id: &str) -> Result<(), StoreError> {
 fn decode_user_id(bytes: Vec<u8>) -> Result<String, StoreError> {
     String::from_utf8(bytes)
         .map_err(|_| StoreError::corrupt(ENGINE.name, "user_id is not valid UTF-8"))
-}
-
-/// `save_many`'s `UPDATE`: `SET column = CASE id WHEN … END` for each column a save changes,
-/// over the rows of `batch` still live. Refused (before any I/O) when it would need more
-/// parameters than MySQL allows or a save's user id is too long.
-fn save_many_statement(
-    table: &str,
-    batch: &[QueuedSave],
-    ids: &[String],
-) -> Result<QueryBuilder<MySql>, StoreError> {
-    let parameters: usize = batch.iter().map(|save| batch_parameters(&save.patch)).sum();
-    if parameters > MAX_PARAMETERS {
-        return Err(StoreError::Config(format!(
-            "{} saves need {parameters} statement parameters, more than MySQL's \
-             {MAX_PARAMETERS}",
-            batch.len()
-        )));
-    }
-    let mut query = QueryBuilder::<MySql>::new("UPDATE ");
-    query.push(table).push(" SET updated_at = ");
-    push_case(
-        &mut query,
-        batch,
-        ids,
-        "updated_at",
-        |_| true,
-        push_updated_at,
-    )?;
-    if batch.iter().any(|save| save.patch.changes_data()) {
-        query.push(", data = ");
-        push_case(
-            &mut query,
-            batch,
-            ids,
-            "data",
-            Patch::changes_data,
-            push_data,
-        )?;
-    }
-    if batch.iter().any(|save| save.patch.user_id.is_some()) {
-        query.push(", user_id = ");
-        push_case(
-            &mut query,
-            batch,
-            ids,
-            "user_id",
-            |p| p.user_id.is_some(),
-            |query, p| {
-                let user_id = p.user_id.as_ref().and_then(Option::as_deref);
-                if let Some(user_id) = user_id {
-                    check_user_id(user_id)?;
-                }
-                query.push_bind(user_id.map(str::as_bytes));
-                Ok(())
-            },
-        )?;
-    }
-    if batch.iter().any(|save| save.patch.expires_at.is_some()) {
-        query.push(", expires_at = ");
-        push_case(
-            &mut query,
-            batch,
-            ids,
-            "expires_at",
-            |p| p.expires_at.is_some(),
-            |query, p| {
-                query.push_bind(p.expires_at.map(Timestamp::as_unix_millis));
-                Ok(())
-            },
-        )?;
-    }
-    push_live_rows(&mut query, batch, ids)?;
-    Ok(query)
 }
 
 #[async_trait]
@@ -627,14 +388,10 @@ impl Store for MySqlStore {
     }
 
     async fn load(&self, hash: &SessionHash, now: Timestamp) -> Result<Option<Record>, StoreError> {
-        let row = sqlx::query(self.sql.load.clone())
-            .bind(hash.to_string())
-            .bind(now.as_unix_millis())
-            .fetch_optional(&self.pool)
+        let statement = &self.sql.load;
+        self.calls()
+            .load(statement, hash, now, decode_user_id)
             .await
-            .map_err(|e| self.error(e))?;
-        row.map(|row| sql::decode_record(&ENGINE, &row, decode_user_id))
-            .transpose()
     }
 
     async fn save(&self, hash: &SessionHash, patch: &Patch) -> Result<bool, StoreError> {
@@ -651,12 +408,7 @@ impl Store for MySqlStore {
     }
 
     async fn delete(&self, hash: &SessionHash) -> Result<bool, StoreError> {
-        let done = sqlx::query(self.sql.delete.clone())
-            .bind(hash.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(done.rows_affected() > 0)
+        self.calls().delete(&self.sql.delete, hash).await
     }
 
     async fn list_user(
@@ -664,15 +416,11 @@ impl Store for MySqlStore {
         user_id: &str,
         now: Timestamp,
     ) -> Result<Vec<(SessionHash, Record)>, StoreError> {
-        let rows = sqlx::query(self.sql.list_user.clone())
-            .bind(user_id.as_bytes())
-            .bind(now.as_unix_millis())
-            .fetch_all(&self.pool)
+        let statement = &self.sql.list_user;
+        let user_id = user_id.as_bytes();
+        self.calls()
+            .list_user(statement, user_id, now, decode_user_id)
             .await
-            .map_err(|e| self.error(e))?;
-        rows.iter()
-            .map(|row| sql::decode_listed(&ENGINE, row, decode_user_id))
-            .collect()
     }
 
     async fn revoke_user(
@@ -680,32 +428,17 @@ impl Store for MySqlStore {
         user_id: &str,
         except: Option<&SessionHash>,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query(self.sql.revoke_user.clone())
-            .bind(user_id.as_bytes())
-            .bind(except.map(SessionHash::to_string))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(done.rows_affected())
+        let statement = &self.sql.revoke_user;
+        let user_id = user_id.as_bytes();
+        self.calls().revoke_user(statement, user_id, except).await
     }
 
     async fn count(&self, now: Timestamp) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar(self.sql.count.clone())
-            .bind(now.as_unix_millis())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(sql::row_count(count))
+        self.calls().count(&self.sql.count, now).await
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
-        let done = sqlx::query(self.sql.purge.clone())
-            .bind(now.as_unix_millis())
-            .bind(sql::sql_limit(limit))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(done.rows_affected())
+        self.calls().purge(&self.sql.purge, now, limit).await
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -726,16 +459,11 @@ impl Store for MySqlStore {
             .map_err(|e| self.error(e))?;
         let mut stats = sql::decode_stats(&ENGINE, &row)?;
         if top_users > 0 {
-            let rows = sqlx::query(self.sql.top_users.clone())
-                .bind(now)
-                .bind(sql::sql_limit(top_users))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.error(e))?;
-            stats.top_users = rows
-                .iter()
-                .map(|row| sql::decode_top_user(&ENGINE, row, decode_user_id))
-                .collect::<Result<_, _>>()?;
+            let statement = &self.sql.top_users;
+            let now = Timestamp::from_unix_millis(now);
+            stats.top_users = (self.calls())
+                .top_users(statement, now, top_users, decode_user_id)
+                .await?;
         }
         Ok(stats)
     }
@@ -744,62 +472,4 @@ impl Store for MySqlStore {
 /// Opens the store for [`connect`](crate::stores::connect).
 pub(crate) async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
     Ok(Arc::new(MySqlStore::connect_parsed(url).await?))
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn queued(seed: u8, patch: Patch) -> QueuedSave {
-        let (done, _) = tokio::sync::oneshot::channel();
-        QueuedSave {
-            hash: SessionHash::from_bytes([seed; 32]),
-            patch,
-            done,
-        }
-    }
-
-    /// The refusal of an oversized batch rests on `batch_parameters`: it must count exactly the
-    /// placeholders the statement binds, for every kind of save.
-    #[test]
-    fn batch_parameters_count_every_placeholder() {
-        let at = Timestamp::from_unix_millis(1_000);
-        let set = vec![("a".to_owned(), json!(1)), ("b".to_owned(), json!([2]))];
-        let patches = [
-            Patch {
-                set: set.clone(),
-                updated_at: at,
-                ..Patch::default()
-            },
-            Patch {
-                remove: vec!["x".to_owned(), "y".to_owned()],
-                user_id: Some(Some("ann".to_owned())),
-                updated_at: at,
-                ..Patch::default()
-            },
-            Patch {
-                clear: true,
-                remove: vec!["ignored when clearing".to_owned()],
-                set,
-                user_id: Some(None),
-                expires_at: Some(at),
-                updated_at: at,
-            },
-            Patch::touch(at, at),
-        ];
-        let batch: Vec<_> = patches
-            .into_iter()
-            .zip(1..)
-            .map(|(patch, seed)| queued(seed, patch))
-            .collect();
-        let ids: Vec<String> = batch.iter().map(|save| save.hash.to_string()).collect();
-        for n in 1..=batch.len() {
-            let statement = save_many_statement("t", &batch[..n], &ids[..n]).unwrap();
-            let placeholders = statement.sql().as_str().matches('?').count();
-            let counted: usize = batch[..n].iter().map(|s| batch_parameters(&s.patch)).sum();
-            assert_eq!(placeholders, counted, "first {n} saves");
-        }
-    }
 }
