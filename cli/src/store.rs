@@ -26,7 +26,7 @@ impl Target {
         let url = url.map(str::trim).filter(|u| !u.is_empty());
         let url = url.ok_or(CliError::NoStore)?;
         let redacted = redact(url);
-        let password = password_of(url);
+        let password = cloakroom::stores::password(url).map(str::to_owned);
         let scrub = |text: String| scrub(text, password.as_deref());
         let parsed = StoreUrl::parse(url).map_err(|source| CliError::BadUrl {
             url: redacted.clone(),
@@ -78,17 +78,6 @@ impl Target {
     }
 }
 
-/// The password of `scheme://user:password@host…`, if any.
-fn password_of(url: &str) -> Option<String> {
-    let start = url.find("://")? + 3;
-    let authority_end = url[start..]
-        .find(['/', '?'])
-        .map_or(url.len(), |i| start + i);
-    let at = url[start..authority_end].rfind('@')?;
-    let (_, password) = url[start..start + at].split_once(':')?;
-    (!password.is_empty()).then(|| password.to_owned())
-}
-
 /// `text` with every occurrence of `password` hidden.
 fn scrub(text: String, password: Option<&str>) -> String {
     match password {
@@ -123,14 +112,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_and_scrubs_passwords() {
-        assert_eq!(
-            password_of("postgres://u:s3cret@db/app?table=t").as_deref(),
-            Some("s3cret")
-        );
-        assert_eq!(password_of("postgres://u@db/app"), None);
-        assert_eq!(password_of("sqlite://a:b.db"), None);
-        assert_eq!(password_of("redis://:pw@host:6379"), Some("pw".into()));
+    fn scrubs_passwords() {
         assert_eq!(
             scrub("password s3cret rejected".into(), Some("s3cret")),
             "password *** rejected"

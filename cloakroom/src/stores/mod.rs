@@ -35,6 +35,16 @@ mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+/// Files a store creates hold session data: readable and writable by their owner only (on
+/// Unix; elsewhere the platform's defaults apply).
+#[cfg(any(feature = "file", feature = "sqlite"))]
+pub(crate) fn owner_only(options: &mut std::fs::OpenOptions) {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(options, 0o600);
+    #[cfg(not(unix))]
+    let _ = options;
+}
+
 /// Where a layer keeps sessions: in a server-side store, or sealed in the cookie itself.
 ///
 /// What [`open`] returns, for apps that pick either by configuration; give it to
@@ -246,22 +256,27 @@ impl StoreUrl {
 
 /// `url` with the password of its authority (`user:password@`) hidden.
 pub fn redact(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
+    match password_span(url) {
+        Some((start, end)) => format!("{}***{}", &url[..start], &url[end..]),
+        None => url.to_owned(),
+    }
+}
+
+/// The password in `url`'s authority (`user:password@`), if it has one; for hiding it in
+/// messages that quote a driver's errors.
+pub fn password(url: &str) -> Option<&str> {
+    password_span(url).map(|(start, end)| &url[start..end])
+}
+
+/// Where the password of `url`'s authority starts and ends, if it has a non-empty one.
+fn password_span(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://")? + 3;
     let authority_end = url[start..]
         .find(['/', '?'])
         .map_or(url.len(), |i| start + i);
-    match url[start..authority_end].rfind('@') {
-        Some(at) => {
-            let userinfo = &url[start..start + at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..start], &url[start + at..]),
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
-    }
+    let at = start + url[start..authority_end].rfind('@')?;
+    let colon = start + url[start..at].find(':')?;
+    (colon + 1 < at).then_some((colon + 1, at))
 }
 
 #[cfg(test)]
@@ -297,5 +312,22 @@ mod tests {
             "mysql://root@localhost/test"
         );
         assert_eq!(redact("redis://:pw@host"), "redis://:***@host");
+        assert_eq!(
+            redact("postgres://u:p@ss@db/app?sslmode=require"),
+            "postgres://u:***@db/app?sslmode=require"
+        );
+    }
+
+    #[test]
+    fn finds_passwords() {
+        assert_eq!(
+            password("postgres://u:s3cret@db/app?table=t"),
+            Some("s3cret")
+        );
+        assert_eq!(password("postgres://u@db/app"), None);
+        assert_eq!(password("postgres://u:@db/app"), None);
+        assert_eq!(password("sqlite://a:b.db"), None);
+        assert_eq!(password("redis://:pw@host:6379"), Some("pw"));
+        assert_eq!(password("mysql://u:p@ss@db/x"), Some("p@ss"));
     }
 }

@@ -64,8 +64,7 @@ impl fmt::Display for Target {
 fn create_private(path: &Path) {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    crate::stores::owner_only(&mut options);
     let _ = options.open(path);
 }
 
