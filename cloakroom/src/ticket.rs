@@ -124,6 +124,19 @@ fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     f.write_str(std::str::from_utf8(&text[..used]).unwrap_or_default())
 }
 
+/// Lowercase hex of up to 32 bytes (a SHA-256 digest or part of one), for names derived from
+/// hashes: the file store's user directories, PostgreSQL's shortened index names.
+#[cfg(any(feature = "file", feature = "postgres"))]
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    struct Hex<'a>(&'a [u8]);
+    impl fmt::Display for Hex<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write_hex(f, self.0)
+        }
+    }
+    Hex(bytes).to_string()
+}
+
 impl fmt::Display for SessionHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_hex(f, &self.0)

@@ -395,7 +395,7 @@ impl CompactRecord {
 
     fn record(&self) -> Record {
         // Inserting one by one: collecting would first gather and sort the pairs in a vector,
-        // which cost the W3 memory benchmark cell 8 % of its throughput.
+        // which measurably slowed every load.
         let mut data = Data::new();
         for (key, value) in &self.data {
             data.insert(String::from(&**key), value.clone());

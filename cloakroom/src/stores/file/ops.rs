@@ -34,10 +34,7 @@ impl Inner {
     }
 
     pub(super) fn user_dir(&self, user_id: &str) -> PathBuf {
-        let hex: String = Sha256::digest(user_id.as_bytes())
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
+        let hex = crate::ticket::hex(&Sha256::digest(user_id.as_bytes()));
         self.root.join(USERS).join(&hex[..2]).join(hex)
     }
 

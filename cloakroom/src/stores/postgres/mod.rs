@@ -248,7 +248,7 @@ fn index_name(table: &str, suffix: &str) -> String {
         return format!("{table}_{suffix}");
     }
     let digest = Sha256::digest(table.as_bytes());
-    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let tag = crate::ticket::hex(&digest[..4]);
     // Table names are ASCII (checked), so byte slicing is on character boundaries.
     let keep = 63 - suffix.len() - tag.len() - 2;
     format!("{}_{tag}_{suffix}", &table[..keep.min(table.len())])

@@ -2,7 +2,7 @@
 //!
 //! Invariants: a database file is created readable by its owner only (it holds session data);
 //! every connection has the busy timeout and `synchronous = NORMAL`; a private in-memory database
-//! exists only inside its one connection, so whoever opens [`Target::Memory`] must keep exactly
+//! exists only inside its one connection, so whoever opens [`Database::Memory`] must keep exactly
 //! one connection open for the store's lifetime.
 
 use std::fmt;
@@ -43,17 +43,17 @@ pub(super) fn switch_to_wal(conn: &Connection) -> Result<String, StoreError> {
 
 /// Where the database lives.
 #[derive(Clone, Debug)]
-pub(super) enum Target {
+pub(super) enum Database {
     File(PathBuf),
     /// A private in-memory database, alive as long as its one connection.
     Memory,
 }
 
-impl fmt::Display for Target {
+impl fmt::Display for Database {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Target::File(path) => path.display().fmt(f),
-            Target::Memory => f.write_str(":memory:"),
+            Database::File(path) => path.display().fmt(f),
+            Database::Memory => f.write_str(":memory:"),
         }
     }
 }
@@ -68,7 +68,7 @@ fn create_private(path: &Path) {
     let _ = options.open(path);
 }
 
-impl Target {
+impl Database {
     pub(super) fn from_url(url: &StoreUrl) -> Result<Self, StoreError> {
         let rest = url.driver_url.split_once(':').map_or("", |(_, rest)| rest);
         let rest = rest.strip_prefix("//").unwrap_or(rest);
@@ -83,27 +83,27 @@ impl Target {
             }
         }
         match path {
-            ":memory:" => Ok(Target::Memory),
+            ":memory:" => Ok(Database::Memory),
             "" => Err(StoreError::Config(format!(
                 "{:?} names no database file: use sqlite://path/to/sessions.db or sqlite::memory:",
                 url.redacted()
             ))),
-            path => Ok(Target::File(PathBuf::from(path))),
+            path => Ok(Database::File(PathBuf::from(path))),
         }
     }
 
     pub(super) fn open(&self) -> Result<Connection, StoreError> {
-        if let Target::File(path) = self {
+        if let Database::File(path) = self {
             create_private(path);
         }
         let conn = match self {
-            Target::File(path) => Connection::open_with_flags(
+            Database::File(path) => Connection::open_with_flags(
                 path,
                 OpenFlags::SQLITE_OPEN_READ_WRITE
                     | OpenFlags::SQLITE_OPEN_CREATE
                     | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             ),
-            Target::Memory => Connection::open_in_memory(),
+            Database::Memory => Connection::open_in_memory(),
         }
         .map_err(|source| {
             StoreError::unavailable(
@@ -128,7 +128,7 @@ impl Target {
 /// Opening the database failed; names the file, the usual culprit being its directory.
 #[derive(Debug)]
 struct OpenError {
-    target: Target,
+    target: Database,
     source: rusqlite::Error,
 }
 

@@ -24,10 +24,10 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 
-use self::connection::{Target, switch_to_wal};
+use self::connection::{Database, switch_to_wal};
 use self::patch::update_statements;
 use self::pool::Pool;
-use self::statements::{RawRecord, Statements, raw_record};
+use self::statements::{RecordRow, Statements, record_row};
 use crate::error::StoreError;
 use crate::record::{Patch, Record};
 use crate::store::{Percentiles, Store, StoreStats};
@@ -101,7 +101,7 @@ impl SqliteStore {
     /// Use this instead of [`connect`](Self::connect) for paths that a URL would mangle (ones
     /// containing `?`).
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::start(Target::File(path.as_ref().to_owned()), DEFAULT_TABLE).await
+        Self::start(Database::File(path.as_ref().to_owned()), DEFAULT_TABLE).await
     }
 
     /// A store over the same database and connections, keeping its sessions in `table`
@@ -130,12 +130,12 @@ impl SqliteStore {
 
     async fn from_url(url: &StoreUrl) -> Result<Self, StoreError> {
         let table = checked_table_name(url.option("table").unwrap_or(DEFAULT_TABLE))?;
-        Self::start(Target::from_url(url)?, table).await
+        Self::start(Database::from_url(url)?, table).await
     }
 
-    async fn start(target: Target, table: &str) -> Result<Self, StoreError> {
+    async fn start(target: Database, table: &str) -> Result<Self, StoreError> {
         let table = checked_table_name(table)?;
-        let memory = matches!(target, Target::Memory);
+        let memory = matches!(target, Database::Memory);
         let pool = Arc::new(Pool::new(target));
         let mode = pool.run(|conn| switch_to_wal(conn)).await?;
         if mode != "wal" && !memory {
@@ -240,10 +240,10 @@ impl Store for SqliteStore {
         self.run(move |conn| {
             let mut st = conn.prepare_cached(&sql.load).map_err(db)?;
             let row = st
-                .query_row((id, now.as_unix_millis()), |row| raw_record(row, 0))
+                .query_row((id, now.as_unix_millis()), |row| record_row(row, 0))
                 .optional()
                 .map_err(db)?;
-            row.map(RawRecord::decode).transpose()
+            row.map(RecordRow::decode).transpose()
         })
         .await
     }
@@ -284,7 +284,7 @@ impl Store for SqliteStore {
             let mut st = conn.prepare_cached(&sql.list_user).map_err(db)?;
             let rows = st
                 .query_map((user_id, now.as_unix_millis()), |row| {
-                    Ok((row.get::<_, String>(0)?, raw_record(row, 1)?))
+                    Ok((row.get::<_, String>(0)?, record_row(row, 1)?))
                 })
                 .map_err(db)?;
             rows.map(|row| {

@@ -13,7 +13,7 @@ use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
 use super::NAME;
-use super::connection::Target;
+use super::connection::Database;
 use super::writer::{WriteJob, spawn_writer};
 use crate::error::StoreError;
 
@@ -24,7 +24,7 @@ const MAX_CONNECTIONS: usize = 8;
 /// A database's connections: idle ones handed to blocking threads one call at a time for reads,
 /// and (for a file) the queue of the writer thread that runs every write (see `writer.rs`).
 pub(super) struct Pool {
-    pub(super) target: Target,
+    pub(super) target: Database,
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
     /// The writer thread's queue; `None` for an in-memory database, whose only connection is
@@ -33,11 +33,11 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    pub(super) fn new(target: Target) -> Self {
+    pub(super) fn new(target: Database) -> Self {
         // An in-memory database exists only inside its connection: there must be exactly one.
         let (size, writer) = match &target {
-            Target::File(_) => (MAX_CONNECTIONS, Some(spawn_writer(target.clone()))),
-            Target::Memory => (1, None),
+            Database::File(_) => (MAX_CONNECTIONS, Some(spawn_writer(target.clone()))),
+            Database::Memory => (1, None),
         };
         Self {
             target,

@@ -95,7 +95,7 @@ impl Statements {
 }
 
 /// A row as read, before anything from it is trusted.
-pub(super) struct RawRecord {
+pub(super) struct RecordRow {
     data: rusqlite::Result<String>,
     user_id: rusqlite::Result<Option<String>>,
     created_at: rusqlite::Result<i64>,
@@ -104,9 +104,9 @@ pub(super) struct RawRecord {
 }
 
 /// Reads the record columns (`COLUMNS`, starting at `offset`) without failing the query on a
-/// column of the wrong type: that is a corrupt record, reported by [`RawRecord::decode`].
-pub(super) fn raw_record(row: &Row<'_>, offset: usize) -> rusqlite::Result<RawRecord> {
-    Ok(RawRecord {
+/// column of the wrong type: that is a corrupt record, reported by [`RecordRow::decode`].
+pub(super) fn record_row(row: &Row<'_>, offset: usize) -> rusqlite::Result<RecordRow> {
+    Ok(RecordRow {
         data: row.get(offset),
         user_id: row.get(offset + 1),
         created_at: row.get(offset + 2),
@@ -115,7 +115,7 @@ pub(super) fn raw_record(row: &Row<'_>, offset: usize) -> rusqlite::Result<RawRe
     })
 }
 
-impl RawRecord {
+impl RecordRow {
     pub(super) fn decode(self) -> Result<Record, StoreError> {
         let column = |name: &str, e: rusqlite::Error| {
             StoreError::corrupt(NAME, format!("column {name} cannot be read: {e}"))

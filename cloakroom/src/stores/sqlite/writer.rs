@@ -22,7 +22,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::NAME;
-use super::connection::Target;
+use super::connection::Database;
 use super::pool::Pool;
 use crate::error::StoreError;
 use crate::stores::sql::MAX_BATCH;
@@ -79,7 +79,7 @@ fn batch_failed(message: &str) -> StoreError {
     StoreError::unavailable(NAME, BatchFailed(message.to_owned()))
 }
 
-pub(super) fn spawn_writer(target: Target) -> mpsc::Sender<WriteJob> {
+pub(super) fn spawn_writer(target: Database) -> mpsc::Sender<WriteJob> {
     let (sender, jobs) = mpsc::channel::<WriteJob>();
     let spawned = std::thread::Builder::new()
         .name("cloakroom-sqlite-writer".to_owned())
@@ -93,7 +93,7 @@ pub(super) fn spawn_writer(target: Target) -> mpsc::Sender<WriteJob> {
 
 /// Runs queued writes in batches until the store is dropped. The connection is opened on
 /// first use, and again after a failure to open it.
-fn write_loop(target: &Target, jobs: &mpsc::Receiver<WriteJob>) {
+fn write_loop(target: &Database, jobs: &mpsc::Receiver<WriteJob>) {
     let mut conn: Option<Connection> = None;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -182,7 +182,7 @@ mod tests {
     async fn a_panicking_write_fails_alone_and_the_writer_lives_on() {
         let dir = std::env::temp_dir().join(format!("cloakroom-writer-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let pool = Arc::new(Pool::new(Target::File(dir.join("w.db"))));
+        let pool = Arc::new(Pool::new(Database::File(dir.join("w.db"))));
         let setup = pool.write(|conn| conn.execute_batch("CREATE TABLE t (n INTEGER)").map_err(db));
         setup.await.unwrap();
         let err = pool
