@@ -62,18 +62,20 @@ impl LazySession {
             return response;
         }
         let now = settings.clock.now();
-        let outcome = match settings.store() {
-            None => seal(settings, &mut session.lock(), now, had_cookie),
-            Some(store) => {
-                let (to_do, destroyed) = {
-                    let mut state = session.lock();
-                    (
-                        plan(settings, &mut state, now, had_cookie),
-                        state.destroyed.take(),
-                    )
-                };
-                persist(settings, store, to_do, destroyed.as_ref(), now).await
-            }
+        // `persist` looks the store up itself: holding it here across the await made this
+        // future, boxed once per request, measurably slower in the new-session benchmark
+        // (docs/performance.md).
+        let outcome = if settings.store().is_none() {
+            seal(settings, &mut session.lock(), now, had_cookie)
+        } else {
+            let (to_do, destroyed) = {
+                let mut state = session.lock();
+                (
+                    plan(settings, &mut state, now, had_cookie),
+                    state.destroyed.take(),
+                )
+            };
+            persist(settings, to_do, destroyed.as_ref(), now).await
         };
         match outcome {
             Ok(Some(cookie)) => set_cookie(&mut response, cookie),
@@ -162,11 +164,13 @@ fn plan(settings: &Settings, state: &mut State, now: Timestamp, had_cookie: bool
 /// Runs the store operations; returns the `Set-Cookie` value to send, if any.
 async fn persist(
     settings: &Settings,
-    store: &dyn Store,
     plan: Plan,
     destroyed: Option<&SessionHash>,
     now: Timestamp,
 ) -> Result<Option<HeaderValue>, Error> {
+    let Some(store) = settings.store() else {
+        return Ok(None);
+    };
     if let Some(hash) = destroyed {
         let span = tracing::debug_span!("cloakroom.destroy", session = %hash.prefix());
         timed("delete", store.delete(hash)).instrument(span).await?;
