@@ -239,10 +239,7 @@ impl Settings {
     /// through `Arc<dyn Store>` directly would pick the forwarding impl for `Arc<S>` and box
     /// every store future twice.
     pub(crate) fn store(&self) -> Option<&dyn Store> {
-        match &self.backend {
-            Backend::Store(store) => Some(&**store),
-            Backend::SealedCookie => None,
-        }
+        self.backend.store().map(|store| &**store)
     }
 
     /// The backend's name for logs: the store's, or `"sealed cookie"`.

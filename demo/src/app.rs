@@ -48,10 +48,7 @@ pub fn router(config: Config) -> Result<Router, Error> {
     let app = Arc::new(App {
         users: Users::with_demo_users(config.password_cost)?,
         login_throttle: LoginThrottle::new(config.login_limits)?,
-        store: match &config.backend {
-            Backend::Store(store) => Some(Arc::clone(store)),
-            Backend::SealedCookie => None,
-        },
+        store: config.backend.store().cloned(),
     });
     let sessions = SessionLayer::builder_for(config.backend)
         .key(config.key)

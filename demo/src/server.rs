@@ -2,10 +2,9 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use cloakroom::{Backend, Purger, StoreError};
+use cloakroom::{Purger, StoreError};
 use tokio::net::TcpListener;
 
 use crate::app::{Config, router};
@@ -53,17 +52,14 @@ pub async fn run(options: Options) -> Result<(), ServerError> {
     let backend = cloakroom::stores::open(&options.store)
         .await
         .map_err(store_error)?;
-    if let Backend::Store(store) = &backend {
+    let store = backend.store().cloned();
+    if let Some(store) = &store {
         store.migrate().await.map_err(store_error)?;
     }
-    let kind = match &backend {
-        Backend::Store(store) => format!("{} store", store.name()),
-        Backend::SealedCookie => "sealed in each browser's cookie".to_owned(),
-    };
-    let store = match &backend {
-        Backend::Store(store) => Some(Arc::clone(store)),
-        Backend::SealedCookie => None,
-    };
+    let kind = store.as_ref().map_or_else(
+        || "sealed in each browser's cookie".to_owned(),
+        |store| format!("{} store", store.name()),
+    );
     let (key, key_source) = options::key(options.secret.as_deref(), &options.store)?;
     let app = router(Config {
         backend,

@@ -7,12 +7,12 @@ use http::{HeaderMap, StatusCode};
 use tokio::sync::OnceCell;
 use tracing::Instrument as _;
 
+use super::sealed;
 use crate::config::Settings;
 use crate::cookie::Incoming;
 use crate::error::StoreError;
 use crate::observe::{self, Event, timed};
 use crate::session::{Id, Origin, Session};
-use crate::time::Timestamp;
 
 /// The session of the current request, loaded on first use.
 ///
@@ -90,7 +90,7 @@ impl Lazy {
         let max = settings.max_data_bytes;
         let now = settings.clock.now();
         let Some(store) = settings.store() else {
-            return Ok(sealed_session(settings, cookies, now).unwrap_or_else(|| Session::new(max)));
+            return Ok(sealed::open(settings, cookies, now).unwrap_or_else(|| Session::new(max)));
         };
         let Some(verified) = cookies
             .values()
@@ -133,15 +133,4 @@ impl Lazy {
             }
         }
     }
-}
-
-#[cfg(feature = "cookie")]
-fn sealed_session(settings: &Settings, cookies: Incoming<'_>, now: Timestamp) -> Option<Session> {
-    super::sealed::open(settings, cookies, now)
-}
-
-/// Without the feature no layer is built in sealed mode (the builder refuses).
-#[cfg(not(feature = "cookie"))]
-fn sealed_session(_: &Settings, _: Incoming<'_>, _: Timestamp) -> Option<Session> {
-    None
 }

@@ -11,6 +11,31 @@ mod load;
 mod save;
 #[cfg(feature = "cookie")]
 pub(crate) mod sealed;
+/// Without the feature no layer is built in sealed mode (the builder refuses), so these are
+/// never reached; they keep the callers free of feature checks.
+#[cfg(not(feature = "cookie"))]
+mod sealed {
+    use http::HeaderValue;
+
+    use crate::config::Settings;
+    use crate::cookie::Incoming;
+    use crate::error::Error;
+    use crate::session::{Session, State};
+    use crate::time::Timestamp;
+
+    pub(super) fn open(_: &Settings, _: Incoming<'_>, _: Timestamp) -> Option<Session> {
+        None
+    }
+
+    pub(super) fn seal(
+        _: &Settings,
+        _: &mut State,
+        _: Timestamp,
+        _: bool,
+    ) -> Result<Option<HeaderValue>, Error> {
+        Ok(None)
+    }
+}
 
 use std::fmt;
 use std::future::Future;
@@ -153,10 +178,7 @@ impl SessionLayer {
     /// The store, e.g. to list a user's sessions on a "your devices" page; `None` for
     /// [sealed-cookie](SessionLayer::sealed) sessions, which keep nothing on the server.
     pub fn store(&self) -> Option<&Arc<dyn Store>> {
-        match &self.settings.backend {
-            Backend::Store(store) => Some(store),
-            Backend::SealedCookie => None,
-        }
+        self.settings.backend.store()
     }
 }
 

@@ -6,6 +6,7 @@ use tracing::Instrument as _;
 
 use super::headers::{add_vary_cookie, error_response, set_cookie};
 use super::load::{LazySession, Loaded};
+use super::sealed;
 use crate::config::Settings;
 use crate::error::{Error, StoreError};
 use crate::observe::{self, Event, timed};
@@ -66,7 +67,7 @@ impl LazySession {
         // future, boxed once per request, measurably slower in the new-session benchmark
         // (docs/performance.md).
         let outcome = if settings.store().is_none() {
-            seal(settings, &mut session.lock(), now, had_cookie)
+            sealed::seal(settings, &mut session.lock(), now, had_cookie)
         } else {
             let (to_do, destroyed) = {
                 let mut state = session.lock();
@@ -249,20 +250,4 @@ async fn create(store: &dyn Store, record: &Record) -> Result<Ticket, Error> {
             Err(error) => return Err(error.into()),
         }
     }
-}
-
-#[cfg(feature = "cookie")]
-fn seal(
-    settings: &Settings,
-    state: &mut State,
-    now: Timestamp,
-    had_cookie: bool,
-) -> Result<Option<HeaderValue>, Error> {
-    super::sealed::seal(settings, state, now, had_cookie)
-}
-
-/// Without the feature no layer is built in sealed mode (the builder refuses).
-#[cfg(not(feature = "cookie"))]
-fn seal(_: &Settings, _: &mut State, _: Timestamp, _: bool) -> Result<Option<HeaderValue>, Error> {
-    Ok(None)
 }

@@ -58,6 +58,16 @@ pub enum Backend {
     SealedCookie,
 }
 
+impl Backend {
+    /// The server-side store; `None` for sealed cookies.
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        match self {
+            Self::Store(store) => Some(store),
+            Self::SealedCookie => None,
+        }
+    }
+}
+
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
