@@ -302,8 +302,7 @@ impl State {
                 self.set(key, value);
             }
         }
-        self.user = Some(user);
-        self.user_changed = true;
+        self.set_user(Some(user));
         self.cycle = true;
     }
 
